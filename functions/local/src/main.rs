@@ -1,0 +1,167 @@
+//! `automations`: the whole engine in one process on embedded storage.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use shared::config::settings_from_env;
+use shared::http::{AppState, router};
+use shared::local::LocalRuntime;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "automations",
+    version,
+    about = "Event-driven automations for ML model registries and training runs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, evaluation and delivery in one process on embedded storage.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Directory that keeps the state (created if missing).
+        #[arg(long, default_value = "./.automations")]
+        data_dir: PathBuf,
+        /// File with the 32-byte key that encrypts secrets [default: <data-dir>/secrets.key].
+        #[arg(long)]
+        secrets_key_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            secrets_key_file,
+        } => runtime.block_on(serve(listen, data_dir, secrets_key_file)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    secrets_key: Option<PathBuf>,
+) -> Result<(), String> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data_dir)
+        .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?;
+    let settings = settings_from_env()?;
+    let operator_key = operator_key(&data_dir)?;
+    let local = LocalRuntime::open(&data_dir, secrets_key, settings)?;
+    let app = router(AppState::new(local.engine.clone(), &operator_key));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("--listen {listen}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%address, data_dir = %data_dir.display(), "automations serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = {
+        let stop_rx = stop_rx.clone();
+        async move { local.run_workers(stop_rx).await }
+    };
+    let workers = tokio::spawn(workers);
+    let mut http_stop = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _stopped = http_stop.wait_for(|stop| *stop).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: no new requests; finishing deliveries in flight");
+    stop_tx.send_replace(true);
+    server
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    workers.await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string())?,
+    }
+    Ok(())
+}
+
+/// `AUTOMATIONS_OPERATOR_KEY`, else the key in `<data-dir>/operator-key`, else a new one
+/// written there (mode 0600) and printed once.
+fn operator_key(data_dir: &Path) -> Result<String, String> {
+    if let Ok(key) = std::env::var("AUTOMATIONS_OPERATOR_KEY") {
+        if key.trim().len() < 32 {
+            return Err("AUTOMATIONS_OPERATOR_KEY must be at least 32 characters".into());
+        }
+        return Ok(key.trim().to_string());
+    }
+    let path = data_dir.join("operator-key");
+    match fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().to_string()),
+        Ok(_) => {
+            return Err(format!(
+                "{}: the operator key must be at least 32 characters",
+                path.display()
+            ));
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("{}: {e}", path.display()));
+        }
+        Err(_) => {}
+    }
+    let key = shared::domain::ids::new_api_key("op");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(key.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // Printed once, on stdout, so it is not mixed into the logs.
+    println!("operator key (also saved to {}): {key}", path.display());
+    Ok(key)
+}

@@ -1,0 +1,156 @@
+//! The embedded-storage adapters: one SQLite file (WAL) holds the store, the queues and the
+//! encrypted secrets. Access paths mirror the DynamoDB design: key lookups, one index for
+//! matching automations, conditional writes.
+
+mod queue;
+mod secrets;
+mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+pub use queue::SqliteQueue;
+pub use secrets::{SecretsKey, SqliteSecrets};
+pub use store::SqliteStore;
+
+use crate::ports::{QueueError, StoreError};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS teams (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS automations (
+    team TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    scope_key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (team, id),
+    UNIQUE (team, name)
+);
+CREATE INDEX IF NOT EXISTS automations_by_trigger ON automations (team, event_type, scope_key);
+CREATE TABLE IF NOT EXISTS integrations (
+    team TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (team, id),
+    UNIQUE (team, name)
+);
+CREATE TABLE IF NOT EXISTS events_seen (
+    team TEXT NOT NULL,
+    id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (team, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_seen_by_expiry ON events_seen (expires_at);
+CREATE TABLE IF NOT EXISTS executions (
+    team TEXT NOT NULL,
+    id TEXT NOT NULL,
+    automation_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (team, id)
+);
+CREATE INDEX IF NOT EXISTS executions_by_automation ON executions (team, automation_id, id);
+CREATE TABLE IF NOT EXISTS secrets (
+    team TEXT NOT NULL,
+    name TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    ciphertext BLOB NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (team, name)
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT,
+    sent_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue_messages (queue, visible_at, id);
+"#;
+
+/// One SQLite database shared by the local adapters. Calls run on the blocking pool.
+#[derive(Clone)]
+pub struct Database {
+    conn: Arc<Mutex<Connection>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DbError(String);
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for DbError {
+    fn from(e: serde_json::Error) -> Self {
+        DbError(format!("stored item is not readable: {e}"))
+    }
+}
+
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        StoreError::Backend(e.0)
+    }
+}
+
+impl From<DbError> for QueueError {
+    fn from(e: DbError) -> Self {
+        QueueError(e.0)
+    }
+}
+
+impl Database {
+    /// Opens (creating if needed) the database file and its schema.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let conn = Connection::open(path)?;
+        Self::setup(conn)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self, DbError> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(conn: Connection) -> Result<Self, DbError> {
+        // WAL with synchronous=NORMAL survives a killed process (not a power cut) without
+        // an fsync per commit.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, DbError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, DbError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| DbError(format!("database task failed: {e}")))?
+    }
+}
+
+fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}

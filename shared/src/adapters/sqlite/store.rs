@@ -1,0 +1,413 @@
+//! `AutomationStore` on SQLite.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+use time::OffsetDateTime;
+
+use super::{Database, DbError, unix_ms};
+use crate::domain::automation::Automation;
+use crate::domain::event::EventType;
+use crate::domain::execution::Execution;
+use crate::domain::integration::Integration;
+use crate::ports::{AutomationStore, Clock, StoreError, StoreResult, Team};
+
+pub struct SqliteStore {
+    db: Database,
+    clock: Arc<dyn Clock>,
+}
+
+impl SqliteStore {
+    pub fn new(db: Database, clock: Arc<dyn Clock>) -> Self {
+        Self { db, clock }
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, DbError> {
+    Ok(serde_json::from_str(body)?)
+}
+
+fn with_team<T>(mut item: T, team: &str, set: impl FnOnce(&mut T, String)) -> T {
+    set(&mut item, team.to_string());
+    item
+}
+
+#[async_trait]
+impl AutomationStore for SqliteStore {
+    async fn create_team(&self, team: &Team) -> StoreResult<()> {
+        let team = team.clone();
+        let inserted = self
+            .db
+            .call(move |c| {
+                Ok(c.execute(
+                    "INSERT INTO teams (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![team.name, team.created_at],
+                )?)
+            })
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict("a team with this name exists".into()));
+        }
+        Ok(())
+    }
+
+    async fn get_team(&self, name: &str) -> StoreResult<Option<Team>> {
+        let name = name.to_string();
+        Ok(self
+            .db
+            .call(move |c| {
+                Ok(c.query_row(
+                    "SELECT name, created_at FROM teams WHERE name = ?1",
+                    [name],
+                    |r| {
+                        Ok(Team {
+                            name: r.get(0)?,
+                            created_at: r.get(1)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await?)
+    }
+
+    async fn list_teams(&self) -> StoreResult<Vec<Team>> {
+        Ok(self
+            .db
+            .call(|c| {
+                let mut stmt = c.prepare("SELECT name, created_at FROM teams ORDER BY name")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(Team {
+                        name: r.get(0)?,
+                        created_at: r.get(1)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
+    }
+
+    async fn put_automation(&self, automation: &Automation, create: bool) -> StoreResult<()> {
+        let body =
+            serde_json::to_string(automation).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let a = automation.clone();
+        self.db
+            .call(move |c| {
+                let sql = if create {
+                    "INSERT INTO automations (team, id, name, event_type, scope_key, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                } else {
+                    "UPDATE automations SET name = ?3, event_type = ?4, scope_key = ?5, body = ?6 WHERE team = ?1 AND id = ?2"
+                };
+                match c.execute(sql, params![a.team, a.id, a.spec.name, a.spec.event.event_type, a.spec.scope.key(), body]) {
+                    Ok(0) => Ok(Err(StoreError::Conflict(format!("automation {} does not exist", a.id)))),
+                    Ok(_) => Ok(Ok(())),
+                    Err(e) if is_unique_violation(&e) => Ok(Err(StoreError::Conflict(format!(
+                        "an automation named {} exists in this team",
+                        a.spec.name
+                    )))),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?
+    }
+
+    async fn get_automation(&self, team: &str, id: &str) -> StoreResult<Option<Automation>> {
+        let (team, id) = (team.to_string(), id.to_string());
+        Ok(self
+            .db
+            .call(move |c| {
+                let body: Option<String> = c
+                    .query_row(
+                        "SELECT body FROM automations WHERE team = ?1 AND id = ?2",
+                        [&team, &id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                body.map(|b| decode(&b)).transpose()
+            })
+            .await?)
+    }
+
+    async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>> {
+        let team = team.to_string();
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut stmt =
+                    c.prepare_cached("SELECT body FROM automations WHERE team = ?1 ORDER BY id")?;
+                let bodies = stmt.query_map([team], |r| r.get::<_, String>(0))?;
+                bodies.map(|b| decode(&b?)).collect()
+            })
+            .await?)
+    }
+
+    async fn delete_automation(&self, team: &str, id: &str) -> StoreResult<bool> {
+        let (team, id) = (team.to_string(), id.to_string());
+        Ok(self
+            .db
+            .call(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM automations WHERE team = ?1 AND id = ?2",
+                    [team, id],
+                )? > 0)
+            })
+            .await?)
+    }
+
+    async fn matching_automations(
+        &self,
+        team: &str,
+        event_type: EventType,
+        scope_keys: &[String],
+    ) -> StoreResult<Vec<Automation>> {
+        let team = team.to_string();
+        let keys = scope_keys.to_vec();
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT body FROM automations WHERE team = ?1 AND event_type = ?2 AND scope_key = ?3",
+                )?;
+                let mut out = Vec::new();
+                for key in &keys {
+                    let bodies = stmt.query_map(params![team, event_type.as_str(), key], |r| r.get::<_, String>(0))?;
+                    for body in bodies {
+                        out.push(decode(&body?)?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?)
+    }
+
+    async fn put_integration(&self, integration: &Integration, create: bool) -> StoreResult<()> {
+        let body =
+            serde_json::to_string(integration).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let i = integration.clone();
+        self.db
+            .call(move |c| {
+                let sql = if create {
+                    "INSERT INTO integrations (team, id, name, body) VALUES (?1, ?2, ?3, ?4)"
+                } else {
+                    "UPDATE integrations SET name = ?3, body = ?4 WHERE team = ?1 AND id = ?2"
+                };
+                match c.execute(sql, params![i.team, i.id, i.name, body]) {
+                    Ok(0) => Ok(Err(StoreError::Conflict(format!(
+                        "integration {} does not exist",
+                        i.id
+                    )))),
+                    Ok(_) => Ok(Ok(())),
+                    Err(e) if is_unique_violation(&e) => Ok(Err(StoreError::Conflict(format!(
+                        "an integration named {} exists in this team",
+                        i.name
+                    )))),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?
+    }
+
+    async fn get_integration(&self, team: &str, id: &str) -> StoreResult<Option<Integration>> {
+        let (team, id) = (team.to_string(), id.to_string());
+        Ok(self
+            .db
+            .call(move |c| {
+                let body: Option<String> = c
+                    .query_row(
+                        "SELECT body FROM integrations WHERE team = ?1 AND id = ?2",
+                        [&team, &id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                body.map(|b| {
+                    decode::<Integration>(&b).map(|i| with_team(i, &team, |i, t| i.team = t))
+                })
+                .transpose()
+            })
+            .await?)
+    }
+
+    async fn list_integrations(&self, team: &str) -> StoreResult<Vec<Integration>> {
+        let team = team.to_string();
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut stmt =
+                    c.prepare_cached("SELECT body FROM integrations WHERE team = ?1 ORDER BY id")?;
+                let bodies = stmt.query_map([&team], |r| r.get::<_, String>(0))?;
+                bodies
+                    .map(|b| {
+                        decode::<Integration>(&b?).map(|i| with_team(i, &team, |i, t| i.team = t))
+                    })
+                    .collect()
+            })
+            .await?)
+    }
+
+    async fn delete_integration(&self, team: &str, id: &str) -> StoreResult<bool> {
+        let (team, id) = (team.to_string(), id.to_string());
+        Ok(self
+            .db
+            .call(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM integrations WHERE team = ?1 AND id = ?2",
+                    [team, id],
+                )? > 0)
+            })
+            .await?)
+    }
+
+    async fn seen_events(&self, team: &str, ids: &[String]) -> StoreResult<HashSet<String>> {
+        let team = team.to_string();
+        let ids = ids.to_vec();
+        let now = unix_ms(self.clock.now());
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT 1 FROM events_seen WHERE team = ?1 AND id = ?2 AND expires_at > ?3",
+                )?;
+                let mut seen = HashSet::new();
+                for id in ids {
+                    if stmt.exists(params![team, id, now])? {
+                        seen.insert(id);
+                    }
+                }
+                Ok(seen)
+            })
+            .await?)
+    }
+
+    async fn record_events(
+        &self,
+        team: &str,
+        ids: &[String],
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let team = team.to_string();
+        let ids = ids.to_vec();
+        let expires = unix_ms(expires_at);
+        let now = unix_ms(self.clock.now());
+        Ok(self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO events_seen (team, id, expires_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (team, id) DO UPDATE SET expires_at = excluded.expires_at",
+                    )?;
+                    for id in &ids {
+                        stmt.execute(params![team, id, expires])?;
+                    }
+                    // Expired ids go a few at a time, as DynamoDB's TTL would remove them.
+                    tx.execute(
+                        "DELETE FROM events_seen WHERE (team, id) IN
+                         (SELECT team, id FROM events_seen WHERE expires_at <= ?1 LIMIT 100)",
+                        [now],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await?)
+    }
+
+    async fn create_executions(&self, executions: &[Execution]) -> StoreResult<Vec<bool>> {
+        let rows = executions
+            .iter()
+            .map(|e| {
+                Ok((
+                    e.team.clone(),
+                    e.id.clone(),
+                    e.automation_id.clone(),
+                    e.version,
+                    serde_json::to_string(e)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(self
+            .db
+            .call(move |c| {
+                let tx = c.transaction()?;
+                let mut created = Vec::with_capacity(rows.len());
+                {
+                    let mut stmt = tx.prepare_cached(
+                        "INSERT INTO executions (team, id, automation_id, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT DO NOTHING",
+                    )?;
+                    for (team, id, automation, version, body) in &rows {
+                        created.push(stmt.execute(params![team, id, automation, *version as i64, body])? > 0);
+                    }
+                }
+                tx.commit()?;
+                Ok(created)
+            })
+            .await?)
+    }
+
+    async fn get_execution(&self, team: &str, id: &str) -> StoreResult<Option<Execution>> {
+        let (team, id) = (team.to_string(), id.to_string());
+        Ok(self
+            .db
+            .call(move |c| {
+                let body: Option<String> = c
+                    .prepare_cached("SELECT body FROM executions WHERE team = ?1 AND id = ?2")?
+                    .query_row([&team, &id], |r| r.get(0))
+                    .optional()?;
+                body.map(|b| decode(&b)).transpose()
+            })
+            .await?)
+    }
+
+    async fn update_execution(&self, execution: &mut Execution) -> StoreResult<()> {
+        let expected = execution.version;
+        let mut next = execution.clone();
+        next.version = expected + 1;
+        let body = serde_json::to_string(&next).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (team, id) = (next.team.clone(), next.id.clone());
+        let updated = self
+            .db
+            .call(move |c| {
+                Ok(c.prepare_cached(
+                    "UPDATE executions SET version = ?3, body = ?4 WHERE team = ?1 AND id = ?2 AND version = ?5",
+                )?
+                .execute(params![team, id, (expected + 1) as i64, body, expected as i64])?)
+            })
+            .await?;
+        if updated == 0 {
+            return Err(StoreError::Stale);
+        }
+        execution.version = expected + 1;
+        Ok(())
+    }
+
+    async fn list_executions(
+        &self,
+        team: &str,
+        automation_id: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Vec<Execution>> {
+        let (team, automation) = (team.to_string(), automation_id.to_string());
+        // Ids are ULIDs: their order is their time order.
+        let before = before.map_or_else(|| "~".to_string(), str::to_string);
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT body FROM executions WHERE team = ?1 AND automation_id = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+                )?;
+                let bodies = stmt.query_map(params![team, automation, before, limit as i64], |r| r.get::<_, String>(0))?;
+                bodies.map(|b| decode(&b?)).collect()
+            })
+            .await?)
+    }
+}

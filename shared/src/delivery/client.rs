@@ -1,0 +1,118 @@
+//! The guarded HTTP client: every destination passes the outbound guard, the connection goes
+//! to the checked address only, no redirects, no proxies, a hard timeout, a bounded body.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+
+use super::guard::{OutboundGuard, find_guard_error, guarded_client_builder};
+use super::retry::parse_retry_after;
+use crate::ports::{Outbound, Response, WebhookSender};
+
+/// At most this much of a response body is read.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Default timeout of one attempt.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct GuardedClient {
+    http: reqwest::Client,
+    guard: Arc<OutboundGuard>,
+    timeout: Duration,
+}
+
+impl GuardedClient {
+    pub fn new(guard: Arc<OutboundGuard>, timeout: Duration) -> Result<Self, reqwest::Error> {
+        let http = guarded_client_builder(guard.clone())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("automations/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(256)
+            .build()?;
+        Ok(Self {
+            http,
+            guard,
+            timeout,
+        })
+    }
+
+    async fn try_send(&self, request: Outbound) -> Result<Response, Response> {
+        let url = url::Url::parse(&request.url)
+            .map_err(|e| failure(format!("invalid url: {e}"), true))?;
+        self.guard
+            .check_target(&url)
+            .map_err(|e| failure(e.to_string(), true))?;
+        let mut builder = self.http.post(url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let mut response = builder
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| self.describe(e))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut body = Vec::new();
+        while body.len() < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body
+                    .extend_from_slice(&chunk[..chunk.len().min(MAX_RESPONSE_BYTES - body.len())]),
+                Ok(None) => break,
+                // The status arrived; a body cut short does not change the verdict.
+                Err(_) => break,
+            }
+        }
+        Ok(Response {
+            status: Some(status),
+            body: String::from_utf8_lossy(&body).into_owned(),
+            retry_after,
+            ..Response::default()
+        })
+    }
+
+    fn describe(&self, error: reqwest::Error) -> Response {
+        if let Some(refusal) = find_guard_error(&error) {
+            return failure(refusal.to_string(), true);
+        }
+        let message = if error.is_timeout() {
+            format!("no response within {} s", self.timeout.as_secs_f32())
+        } else if error.is_connect() {
+            format!("could not connect: {}", root_cause(&error))
+        } else {
+            format!("request failed: {}", root_cause(&error))
+        };
+        failure(message, false)
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut e = error;
+    while let Some(next) = e.source() {
+        e = next;
+    }
+    e.to_string()
+}
+
+fn failure(message: String, refused: bool) -> Response {
+    Response {
+        error: Some(message),
+        refused,
+        ..Response::default()
+    }
+}
+
+#[async_trait]
+impl WebhookSender for GuardedClient {
+    async fn send(&self, request: Outbound) -> Response {
+        let started = Instant::now();
+        let mut response = self.try_send(request).await.unwrap_or_else(|r| r);
+        response.duration = started.elapsed();
+        response
+    }
+}

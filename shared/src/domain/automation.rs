@@ -1,0 +1,482 @@
+//! Automations: when an event of a type happens in a scope and the filter matches, run an action.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::event::{Event, EventType, RunState};
+use super::filter::Filter;
+use super::template;
+use super::{Invalid, check_name};
+
+/// The scope key of automations that see every project and registry of their team.
+pub const TEAM_SCOPE_KEY: &str = "team";
+
+/// Largest payload template, serialized.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Scope {
+    Project {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collection: Option<String>,
+    },
+    Registry {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        collection: Option<String>,
+    },
+    Team,
+}
+
+impl Scope {
+    /// The key evaluation looks automations up by (see [`Event::scope_keys`]).
+    pub fn key(&self) -> String {
+        match self {
+            Scope::Team => TEAM_SCOPE_KEY.to_string(),
+            Scope::Project { name, collection } | Scope::Registry { name, collection } => {
+                let kind = if matches!(self, Scope::Project { .. }) {
+                    "project"
+                } else {
+                    "registry"
+                };
+                match collection {
+                    Some(c) => format!("{kind}/{name}/{c}"),
+                    None => format!("{kind}/{name}"),
+                }
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        if let Scope::Project { name, collection } | Scope::Registry { name, collection } = self {
+            check_name("scope.name", name)?;
+            if let Some(c) = collection {
+                check_name("scope.collection", c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The trigger: which event type, an optional filter, and for runs the states that count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+/// An automation as a client writes it (POST, PUT; PATCH merges into the stored one first).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationInput {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    pub scope: Scope,
+    pub event: Trigger,
+    pub action: Action,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// A stored automation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Automation {
+    pub id: String,
+    pub team: String,
+    pub spec: AutomationInput,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Automation {
+    /// The automation as the API shows it: the spec's fields beside id and times.
+    pub fn public_view(&self) -> Value {
+        let mut view = serde_json::to_value(&self.spec).unwrap_or_default();
+        if let Value::Object(map) = &mut view {
+            map.insert("id".into(), Value::String(self.id.clone()));
+            map.insert("created_at".into(), Value::String(self.created_at.clone()));
+            map.insert("updated_at".into(), Value::String(self.updated_at.clone()));
+        }
+        view
+    }
+}
+
+/// What a valid automation refers to outside itself; the use case checks these exist.
+#[derive(Debug, Default)]
+pub struct References {
+    pub integration: Option<String>,
+    pub secrets: BTreeSet<String>,
+}
+
+const RUN_METRIC_TRIGGERS: [&str; 4] = [
+    "RUN_METRIC_THRESHOLD",
+    "RUN_METRIC_CHANGE",
+    "RUN_METRIC_ZSCORE",
+    "RUN_METRIC_NAN",
+];
+
+impl AutomationInput {
+    /// Checks everything that can be checked without the store.
+    pub fn validate(&self) -> Result<References, Invalid> {
+        check_name("name", &self.name)?;
+        if self.description.as_ref().is_some_and(|d| d.len() > 2000) {
+            return Err(Invalid::new("description", "longer than 2000 bytes"));
+        }
+        self.scope.validate()?;
+        let event_type = self.event_type()?;
+        match (&self.scope, event_type) {
+            (Scope::Registry { .. }, EventType::RunState) => {
+                return Err(Invalid::new(
+                    "event.type",
+                    "run events happen in projects: use a project or team scope",
+                ));
+            }
+            (
+                Scope::Project {
+                    collection: Some(_),
+                    ..
+                },
+                EventType::RunState,
+            ) => {
+                return Err(Invalid::new(
+                    "scope.collection",
+                    "run triggers cannot be limited to an artifact collection",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(filter) = &self.event.filter {
+            Filter::compile(filter)
+                .map_err(|e| Invalid::new(e.path, e.message).within("event.filter"))?;
+        }
+        match (event_type, &self.event.states) {
+            (EventType::RunState, None) => {
+                return Err(Invalid::new(
+                    "event.states",
+                    "missing: list the run states that fire, e.g. [\"FAILED\"]",
+                ));
+            }
+            (EventType::RunState, Some(states)) => {
+                if states.is_empty() {
+                    return Err(Invalid::new(
+                        "event.states",
+                        "must list at least one of RUNNING, FINISHED, FAILED",
+                    ));
+                }
+                for (i, s) in states.iter().enumerate() {
+                    if RunState::parse(s).is_none() {
+                        return Err(Invalid::new(
+                            format!("event.states[{i}]"),
+                            format!(
+                                "unknown run state {s:?}; expected RUNNING, FINISHED or FAILED"
+                            ),
+                        ));
+                    }
+                }
+            }
+            (_, Some(_)) => {
+                return Err(Invalid::new(
+                    "event.states",
+                    "only RUN_STATE triggers take states",
+                ));
+            }
+            (_, None) => {}
+        }
+        self.validate_action()
+    }
+
+    /// The trigger's event type.
+    pub fn event_type(&self) -> Result<EventType, Invalid> {
+        let t = self.event.event_type.as_str();
+        if RUN_METRIC_TRIGGERS.contains(&t) {
+            return Err(Invalid::new(
+                "event.type",
+                format!("{t} triggers are not supported yet by this version"),
+            ));
+        }
+        match EventType::parse(t) {
+            Some(EventType::RunMetrics) | None => {
+                let known: Vec<_> = EventType::ALL[..7].iter().map(|t| t.as_str()).collect();
+                Err(Invalid::new(
+                    "event.type",
+                    format!(
+                        "unknown trigger type {t:?}; expected one of {}",
+                        known.join(", ")
+                    ),
+                ))
+            }
+            Some(t) => Ok(t),
+        }
+    }
+
+    fn validate_action(&self) -> Result<References, Invalid> {
+        let a = &self.action;
+        match a.kind.as_str() {
+            "webhook" => {
+                let integration = a.integration.clone().ok_or_else(|| {
+                    Invalid::new(
+                        "action.integration",
+                        "missing: the id of a webhook integration",
+                    )
+                })?;
+                let payload = a.payload.clone().unwrap_or(Value::Object(Map::new()));
+                if !payload.is_object() && !payload.is_array() {
+                    return Err(Invalid::new(
+                        "action.payload",
+                        "must be a JSON object or array",
+                    ));
+                }
+                if serde_json::to_vec(&payload).map_or(0, |v| v.len()) > MAX_PAYLOAD_BYTES {
+                    return Err(Invalid::new("action.payload", "larger than 256 KiB"));
+                }
+                let secrets = template::check(&payload).map_err(|e| e.within("action.payload"))?;
+                Ok(References {
+                    integration: Some(integration),
+                    secrets,
+                })
+            }
+            "no_op" => {
+                if a.integration.is_some() || a.payload.is_some() {
+                    return Err(Invalid::new(
+                        "action",
+                        "no_op takes no integration or payload",
+                    ));
+                }
+                Ok(References::default())
+            }
+            "slack" | "queue_job" => Err(Invalid::new(
+                "action.type",
+                format!(
+                    "{} actions are not supported yet by this version; use webhook or no_op",
+                    a.kind
+                ),
+            )),
+            other => Err(Invalid::new(
+                "action.type",
+                format!("unknown action type {other:?}; expected \"webhook\" or \"no_op\""),
+            )),
+        }
+    }
+}
+
+/// An automation ready to evaluate events: the filter compiled once.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub automation: Automation,
+    pub event_type: EventType,
+    filter: Option<Filter>,
+    states: Vec<RunState>,
+}
+
+impl Compiled {
+    pub fn new(automation: Automation) -> Result<Self, Invalid> {
+        let event_type = automation.spec.event_type()?;
+        let filter = match &automation.spec.event.filter {
+            Some(f) => Some(
+                Filter::compile(f)
+                    .map_err(|e| Invalid::new(e.path, e.message).within("event.filter"))?,
+            ),
+            None => None,
+        };
+        let states = automation
+            .spec
+            .event
+            .states
+            .iter()
+            .flatten()
+            .filter_map(|s| RunState::parse(s))
+            .collect();
+        Ok(Self {
+            automation,
+            event_type,
+            filter,
+            states,
+        })
+    }
+
+    /// Whether this automation fires on `event` (whose scope the lookup already matched).
+    pub fn matches(&self, event: &Event, document: &Value) -> bool {
+        if !self.automation.spec.enabled || self.event_type != event.event_type {
+            return false;
+        }
+        if event.event_type == EventType::RunState {
+            let state = event
+                .run
+                .as_ref()
+                .and_then(|r| r.state.as_deref())
+                .and_then(RunState::parse);
+            if !state.is_some_and(|s| self.states.contains(&s)) {
+                return false;
+            }
+        }
+        self.filter.as_ref().is_none_or(|f| f.matches(document))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(v: Value) -> AutomationInput {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn webhook() -> Value {
+        json!({"name": "deploy", "scope": {"type": "registry", "name": "model", "collection": "resnet"},
+               "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": {"$regex": "^prod"}}},
+               "action": {"type": "webhook", "integration": "i1",
+                          "payload": {"v": "${artifact_version_string}", "auth": "${GH_TOKEN}"}}})
+    }
+
+    #[test]
+    fn valid_automation_reports_its_references() {
+        let refs = input(webhook()).validate().unwrap();
+        assert_eq!(refs.integration.as_deref(), Some("i1"));
+        assert_eq!(
+            refs.secrets.into_iter().collect::<Vec<_>>(),
+            vec!["GH_TOKEN"]
+        );
+        assert_eq!(input(webhook()).scope.key(), "registry/model/resnet");
+    }
+
+    #[test]
+    fn invalid_automations_name_the_field() {
+        type Change = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|v| v["event"]["filter"] = json!({"alias": {"$regx": "^p"}})),
+                "event.filter.alias.$regx",
+            ),
+            (
+                Box::new(|v| v["event"]["filter"] = json!({"alias": {"$regex": "(unclosed"}})),
+                "event.filter.alias.$regex",
+            ),
+            (
+                Box::new(|v| v["event"]["type"] = json!("ADD_ALIAS")),
+                "event.type",
+            ),
+            (
+                Box::new(|v| v["event"]["type"] = json!("RUN_METRIC_THRESHOLD")),
+                "event.type",
+            ),
+            (
+                Box::new(|v| v["action"]["payload"] = json!({"x": ["${nope}"]})),
+                "action.payload.x[0]",
+            ),
+            (
+                Box::new(|v| v["action"]["type"] = json!("email")),
+                "action.type",
+            ),
+            (
+                Box::new(|v| v["action"]["integration"] = Value::Null),
+                "action.integration",
+            ),
+            (Box::new(|v| v["name"] = json!("")), "name"),
+            (
+                Box::new(|v| v["scope"] = json!({"type": "registry", "name": "a b"})),
+                "scope.name",
+            ),
+            (
+                Box::new(|v| v["event"] = json!({"type": "RUN_STATE"})),
+                "event.type",
+            ),
+            (
+                Box::new(|v| {
+                    v["scope"] = json!({"type": "project", "name": "p"});
+                    v["event"] = json!({"type": "RUN_STATE"});
+                }),
+                "event.states",
+            ),
+            (
+                Box::new(|v| {
+                    v["scope"] = json!({"type": "project", "name": "p"});
+                    v["event"] = json!({"type": "RUN_STATE", "states": ["ASLEEP"]});
+                }),
+                "event.states[0]",
+            ),
+            (
+                Box::new(|v| v["event"]["states"] = json!(["FAILED"])),
+                "event.states",
+            ),
+        ];
+        for (change, field) in cases {
+            let mut v = webhook();
+            change(&mut v);
+            let err = input(v.clone()).validate().unwrap_err();
+            assert_eq!(err.field, field, "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn run_state_automation_matches_only_its_states() {
+        let mut spec = input(json!({"name": "failed", "scope": {"type": "team"},
+            "event": {"type": "RUN_STATE", "states": ["FAILED"], "filter": {"run.name": {"$contains": "sweep"}}},
+            "action": {"type": "no_op"}}));
+        spec.validate().unwrap();
+        let automation = Automation {
+            id: "a".into(),
+            team: "acme".into(),
+            spec: spec.clone(),
+            created_at: String::new(),
+            updated_at: String::new(),
+        };
+        let compiled = Compiled::new(automation).unwrap();
+        let event = |state: &str, name: &str| {
+            let e: crate::domain::event::EventInput =
+                serde_json::from_value(json!({"event_type": "RUN_STATE", "project": "p",
+                "run": {"id": "r", "name": name, "state": state}}))
+                .unwrap();
+            e.validate("acme", "e".into(), time::OffsetDateTime::UNIX_EPOCH)
+                .unwrap()
+        };
+        for (state, name, expected) in [
+            ("CRASHED", "sweep-1", true),
+            ("FINISHED", "sweep-1", false),
+            ("FAILED", "solo", false),
+        ] {
+            let e = event(state, name);
+            assert_eq!(
+                compiled.matches(&e, &e.filter_document()),
+                expected,
+                "{state} {name}"
+            );
+        }
+        spec.enabled = false;
+        let disabled = Compiled::new(Automation {
+            id: "a".into(),
+            team: "acme".into(),
+            spec,
+            created_at: String::new(),
+            updated_at: String::new(),
+        })
+        .unwrap();
+        let e = event("FAILED", "sweep-2");
+        assert!(!disabled.matches(&e, &e.filter_document()));
+    }
+}

@@ -1,0 +1,102 @@
+//! Executions: one automation firing on one event, with every delivery attempt.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use super::event::EventType;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ExecutionStatus {
+    Pending,
+    Finished,
+    Failed,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Finished => "FINISHED",
+            Self::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub event_type: EventType,
+    pub id: String,
+}
+
+/// What the execution does, as shown to users (secrets in `payload` are `***`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: String,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionResult {
+    pub status_code: Option<u16>,
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The stored execution. `template` and `vars` are what dispatch renders the payload
+/// from; they never leave the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: String,
+    pub team: String,
+    pub automation_id: String,
+    pub automation_name: String,
+    pub triggered_at: String,
+    pub status: ExecutionStatus,
+    pub event: EventRef,
+    pub action: ActionRecord,
+    pub attempts: Vec<Attempt>,
+    pub result: Option<ExecutionResult>,
+    pub template: Value,
+    pub vars: Map<String, Value>,
+    /// Bumped by every update; updates are conditional on it.
+    pub version: u64,
+    /// While a retry waits: when it is due (unix ms).
+    #[serde(default)]
+    pub next_attempt_at_ms: Option<i64>,
+    /// Index of the first attempt of the current round (a manual retry starts a new one).
+    #[serde(default)]
+    pub round_start: usize,
+}
+
+impl Execution {
+    /// The execution as the API shows it.
+    pub fn public_view(&self) -> Value {
+        json!({
+            "id": self.id,
+            "automation_id": self.automation_id,
+            "automation_name": self.automation_name,
+            "triggered_at": self.triggered_at,
+            "status": self.status,
+            "event": self.event,
+            "action": self.action,
+            "attempts": self.attempts,
+            "result": self.result,
+        })
+    }
+}

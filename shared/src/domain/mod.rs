@@ -1,0 +1,56 @@
+//! Events, automations, integrations, executions and the rules between them. No I/O.
+
+pub mod automation;
+pub mod event;
+pub mod execution;
+pub mod filter;
+pub mod ids;
+pub mod integration;
+pub mod template;
+
+use serde::Serialize;
+
+/// A request field that failed validation: `field` is a dotted path into the request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Prefixes the field path, e.g. `alias` inside `event.filter` becomes `event.filter.alias`.
+    pub fn within(mut self, parent: &str) -> Self {
+        self.field = match self.field.as_str() {
+            "" => parent.to_string(),
+            f if f.starts_with('[') => format!("{parent}{f}"),
+            f => format!("{parent}.{f}"),
+        };
+        self
+    }
+}
+
+/// Checks a name used in a URL path or a scope: 1–128 of `[A-Za-z0-9._-]`, not starting with a dot.
+pub fn check_name(field: &str, value: &str) -> Result<(), Invalid> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && !value.starts_with('.')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            field,
+            "must be 1 to 128 characters of letters, digits, '.', '_' or '-', not starting with '.'",
+        ))
+    }
+}

@@ -1,0 +1,316 @@
+//! Payload templates: `${name}` is substituted inside JSON strings only, so no event value
+//! can change the payload's structure. A string that is exactly `"${name}"` takes the
+//! value's own JSON type. `${` not followed by a valid name and `}` stays literal, so
+//! expressions such as GitHub's `${{ github.sha }}` pass through untouched.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::Invalid;
+
+/// Variables a template may use besides `artifact_metadata.KEY` and team secrets.
+pub const VARIABLES: &[&str] = &[
+    "event_type",
+    "event_author",
+    "entity_name",
+    "project_name",
+    "artifact_version",
+    "artifact_version_string",
+    "artifact_collection_name",
+    "alias",
+    "tag",
+    "run_id",
+    "run_name",
+    "run_user",
+    "run_state",
+    "metric_name",
+    "metric_value",
+    "automation_name",
+    "execution_id",
+];
+
+const METADATA_PREFIX: &str = "artifact_metadata.";
+
+/// What a `${name}` refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Var<'a> {
+    /// One of [`VARIABLES`].
+    Event(&'a str),
+    /// `artifact_metadata.KEY`: a key of the artifact's metadata.
+    Metadata(&'a str),
+    /// A team secret (names are `[A-Z0-9_]+`).
+    Secret(&'a str),
+}
+
+impl<'a> Var<'a> {
+    fn classify(name: &'a str) -> Result<Self, String> {
+        if let Some(key) = name.strip_prefix(METADATA_PREFIX) {
+            return Ok(Var::Metadata(key));
+        }
+        if is_secret_name(name) {
+            return Ok(Var::Secret(name));
+        }
+        if VARIABLES.contains(&name) {
+            return Ok(Var::Event(name));
+        }
+        Err(format!(
+            "unknown variable ${{{name}}}; use one of {}, artifact_metadata.KEY, or a team secret's NAME",
+            VARIABLES.join(", ")
+        ))
+    }
+}
+
+/// Secret names are `[A-Z0-9_]+`, at most 128 characters.
+pub fn is_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+enum Piece<'a> {
+    Text(&'a str),
+    Var(&'a str),
+}
+
+/// Splits a string into literal text and `${name}` references.
+fn pieces(s: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    let mut literal_start = 0;
+    let mut offset = 0;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        match after
+            .find('}')
+            .map(|end| &after[..end])
+            .filter(|n| is_reference(n))
+        {
+            Some(name) => {
+                let abs = offset + start;
+                if abs > literal_start {
+                    out.push(Piece::Text(&s[literal_start..abs]));
+                }
+                out.push(Piece::Var(name));
+                let consumed = start + 2 + name.len() + 1;
+                offset += consumed;
+                literal_start = offset;
+                rest = &rest[consumed..];
+            }
+            None => {
+                offset += start + 2;
+                rest = &rest[start + 2..];
+            }
+        }
+    }
+    if literal_start < s.len() {
+        out.push(Piece::Text(&s[literal_start..]));
+    }
+    out
+}
+
+fn is_reference(name: &str) -> bool {
+    let (head, key) = match name.split_once('.') {
+        Some((h, k)) => (h, Some(k)),
+        None => (name, None),
+    };
+    !head.is_empty()
+        && head.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && key.is_none_or(|k| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        })
+}
+
+/// Checks every reference of a payload template and returns the secrets it uses.
+/// Errors name the place in the payload, e.g. `client_payload.version`.
+pub fn check(payload: &Value) -> Result<BTreeSet<String>, Invalid> {
+    let mut secrets = BTreeSet::new();
+    check_value(payload, "", &mut secrets)?;
+    Ok(secrets)
+}
+
+fn check_value(value: &Value, path: &str, secrets: &mut BTreeSet<String>) -> Result<(), Invalid> {
+    match value {
+        Value::String(s) => {
+            for piece in pieces(s) {
+                if let Piece::Var(name) = piece {
+                    match Var::classify(name).map_err(|m| Invalid::new(path, m))? {
+                        Var::Secret(n) => {
+                            secrets.insert(n.to_string());
+                        }
+                        Var::Event(_) | Var::Metadata(_) => {}
+                    }
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_value(v, &format!("{path}[{i}]"), secrets)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            check_value(v, &child, secrets)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+/// Renders a checked template. `resolve` answers each reference; `None` renders as `null`
+/// for a whole-string reference and as nothing inside a longer string.
+pub fn render(payload: &Value, resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>) -> Value {
+    match payload {
+        Value::String(s) => render_string(s, resolve),
+        Value::Array(items) => Value::Array(items.iter().map(|v| render(v, resolve)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), render(v, resolve)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn render_string(s: &str, resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>) -> Value {
+    let parts = pieces(s);
+    let lookup =
+        |name: &str, resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>| match Var::classify(name) {
+            Ok(var) => resolve(var),
+            Err(_) => None,
+        };
+    if let [Piece::Var(name)] = parts.as_slice() {
+        return lookup(name, resolve).unwrap_or(Value::Null);
+    }
+    let mut out = String::with_capacity(s.len());
+    for piece in parts {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var(name) => match lookup(name, resolve) {
+                Some(Value::String(v)) => out.push_str(&v),
+                Some(Value::Null) | None => {}
+                Some(other) => out.push_str(&other.to_string()),
+            },
+        }
+    }
+    Value::String(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(var: Var<'_>) -> Option<Value> {
+        match var {
+            Var::Event("event_type") => Some(json!("ADD_ARTIFACT_ALIAS")),
+            Var::Event("event_author") => Some(json!("ali\"ce\\ ${TOKEN} }{ \u{1F600}\n")),
+            Var::Event("metric_value") => Some(json!(0.25)),
+            Var::Event("tag") => None,
+            Var::Metadata("params") => Some(json!({"layers": 50})),
+            Var::Secret("TOKEN") => Some(json!("s3cr3t")),
+            _ => Some(json!("x")),
+        }
+    }
+
+    fn render_with(payload: Value) -> Value {
+        render(&payload, &mut vars)
+    }
+
+    #[test]
+    fn substitutes_inside_strings_with_json_escaping() {
+        let out = render_with(json!({"text": "by ${event_author}!"}));
+        let text = serde_json::to_string(&out).unwrap();
+        assert_eq!(out["text"], "by ali\"ce\\ ${TOKEN} }{ \u{1F600}\n!");
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            out,
+            "the rendered payload stays valid JSON"
+        );
+        assert_eq!(
+            out.as_object().unwrap().len(),
+            1,
+            "a hostile value cannot add keys"
+        );
+    }
+
+    #[test]
+    fn values_are_not_expanded_twice() {
+        let out = render_with(json!("${event_author}"));
+        assert!(out.as_str().unwrap().contains("${TOKEN}"));
+        assert!(!out.as_str().unwrap().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn whole_string_reference_keeps_the_type() {
+        let out = render_with(
+            json!({"v": "${metric_value}", "m": "${artifact_metadata.params}", "t": "${tag}",
+                                     "s": "v=${metric_value}", "n": 3, "b": true}),
+        );
+        assert_eq!(
+            out,
+            json!({"v": 0.25, "m": {"layers": 50}, "t": null, "s": "v=0.25", "n": 3, "b": true})
+        );
+    }
+
+    #[test]
+    fn non_references_stay_literal() {
+        let payload = json!([
+            "${{ github.sha }}",
+            "${ event_type }",
+            "$event_type",
+            "${",
+            "}${",
+            "${}",
+            "a${event_type"
+        ]);
+        assert_eq!(render_with(payload.clone()), payload);
+        assert!(check(&payload).unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_are_never_substituted() {
+        let out = render_with(json!({"${event_type}": "${event_type}"}));
+        assert_eq!(out, json!({"${event_type}": "ADD_ARTIFACT_ALIAS"}));
+    }
+
+    #[test]
+    fn check_collects_secrets_and_rejects_unknown_variables() {
+        let secrets =
+            check(&json!({"auth": "Bearer ${TOKEN}", "x": ["${OTHER_1}", "${event_type}"]}))
+                .unwrap();
+        assert_eq!(
+            secrets.into_iter().collect::<Vec<_>>(),
+            vec!["OTHER_1", "TOKEN"]
+        );
+        let err = check(&json!({"client_payload": {"v": "${artifact_versoin}"}})).unwrap_err();
+        assert_eq!(err.field, "client_payload.v");
+        assert!(
+            err.message.contains("unknown variable ${artifact_versoin}"),
+            "{err}"
+        );
+        let err = check(&json!({"list": [1, "${Token}"]})).unwrap_err();
+        assert_eq!(err.field, "list[1]");
+    }
+
+    #[test]
+    fn unicode_around_references_is_kept() {
+        let out = render_with(json!("ünï ${event_type} 日本 ${event_type}"));
+        assert_eq!(out, json!("ünï ADD_ARTIFACT_ALIAS 日本 ADD_ARTIFACT_ALIAS"));
+    }
+
+    #[test]
+    fn secret_names() {
+        assert!(is_secret_name("GITHUB_TOKEN_2"));
+        assert!(!is_secret_name("github_token"));
+        assert!(!is_secret_name(""));
+        assert!(!is_secret_name("A-B"));
+    }
+}

@@ -1,0 +1,16 @@
+//! The automation engine: domain, use cases, ports, adapters and the HTTP router.
+//!
+//! The domain (`domain`, `delivery::signing`, `delivery::retry`) is plain Rust without I/O.
+//! Use cases (`usecases`) are written once against the ports (`ports`); the runtimes wire
+//! adapters (`adapters`) to them: SQLite for `automations serve`, AWS in the Lambdas.
+
+pub mod adapters;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod http;
+pub mod ports;
+pub mod usecases;
+
+#[cfg(feature = "sqlite")]
+pub mod local;

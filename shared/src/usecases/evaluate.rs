@@ -1,0 +1,222 @@
+//! Evaluate: find the automations of an event's scope and type (an index lookup), apply
+//! their filters, and create one execution per match — idempotently — then queue it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value, json};
+
+use super::{ActionMessage, Engine, Error, Result};
+use crate::domain::automation::{Automation, Compiled};
+use crate::domain::event::{Event, format_millis};
+use crate::domain::execution::{ActionRecord, EventRef, Execution, ExecutionStatus};
+use crate::domain::ids::execution_id;
+use crate::domain::template::{self, Var};
+use crate::ports::QueueError;
+
+/// Compiled automations are cached by id and revision; past this many the cache starts over.
+const CACHE_LIMIT: usize = 50_000;
+
+/// Evaluates events; keeps compiled filters between calls.
+pub struct Evaluator {
+    engine: Engine,
+    compiled: Mutex<HashMap<String, Arc<Compiled>>>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Executions created now.
+    pub created: usize,
+    /// Executions that already existed (a redelivered event).
+    pub existing: usize,
+}
+
+impl Evaluator {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The automations that fire on `event`.
+    pub async fn matches(&self, event: &Event) -> Result<Vec<Arc<Compiled>>> {
+        let candidates = self
+            .engine
+            .store
+            .matching_automations(&event.team, event.event_type, &event.scope_keys())
+            .await?;
+        let document = event.filter_document();
+        Ok(candidates
+            .into_iter()
+            .filter_map(|a| self.compile(a))
+            .filter(|c| c.matches(event, &document))
+            .collect())
+    }
+
+    fn compile(&self, automation: Automation) -> Option<Arc<Compiled>> {
+        let key = format!("{}@{}", automation.id, automation.updated_at);
+        let mut cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(hit) = cache.get(&key) {
+            return Some(hit.clone());
+        }
+        let id = automation.id.clone();
+        match Compiled::new(automation) {
+            Ok(compiled) => {
+                if cache.len() >= CACHE_LIMIT {
+                    cache.clear();
+                }
+                let compiled = Arc::new(compiled);
+                cache.insert(key, compiled.clone());
+                Some(compiled)
+            }
+            Err(e) => {
+                tracing::error!(automation = %id, error = %e, "stored automation no longer compiles; skipped");
+                None
+            }
+        }
+    }
+
+    /// Creates the executions of a batch of events and queues the ones to deliver.
+    pub async fn evaluate(&self, events: &[Event]) -> Result<Evaluation> {
+        let mut executions = Vec::new();
+        for event in events {
+            for compiled in self.matches(event).await? {
+                executions.push(new_execution(event, &compiled.automation));
+            }
+        }
+        if executions.is_empty() {
+            return Ok(Evaluation::default());
+        }
+        let created = self.engine.store.create_executions(&executions).await?;
+        let mut report = Evaluation::default();
+        let mut messages = Vec::new();
+        for (execution, was_created) in executions.iter().zip(created) {
+            if was_created {
+                report.created += 1;
+            } else {
+                report.existing += 1;
+            }
+            // A redelivered event re-queues pending executions: the first evaluation may
+            // have stopped between creating them and queueing them.
+            if execution.status == ExecutionStatus::Pending {
+                let message = ActionMessage {
+                    team: execution.team.clone(),
+                    execution_id: execution.id.clone(),
+                };
+                messages.push(
+                    serde_json::to_string(&message)
+                        .map_err(|e| Error::Queue(QueueError(e.to_string())))?,
+                );
+            }
+        }
+        for chunk in messages.chunks(100) {
+            self.engine.actions.send_batch(chunk).await?;
+        }
+        tracing::debug!(
+            created = report.created,
+            existing = report.existing,
+            "evaluated"
+        );
+        Ok(report)
+    }
+}
+
+/// The execution of `automation` firing on `event`.
+pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
+    let id = execution_id(&event.team, &event.id, &automation.id, event.received_at_ms);
+    let vars = variables(event, &automation.spec.name, &id);
+    let action = &automation.spec.action;
+    let (status, template, record) = match action.kind.as_str() {
+        "webhook" => {
+            let template = action.payload.clone().unwrap_or_else(|| json!({}));
+            let masked = template::render(&template, &mut |var| match var {
+                Var::Secret(_) => Some(Value::String("***".into())),
+                other => lookup(&vars, other),
+            });
+            let record = ActionRecord {
+                kind: "webhook".into(),
+                integration: action.integration.clone(),
+                url: None,
+                payload: Some(masked),
+            };
+            (ExecutionStatus::Pending, template, record)
+        }
+        kind => {
+            let record = ActionRecord {
+                kind: kind.to_string(),
+                integration: None,
+                url: None,
+                payload: None,
+            };
+            (ExecutionStatus::Finished, Value::Null, record)
+        }
+    };
+    Execution {
+        id,
+        team: event.team.clone(),
+        automation_id: automation.id.clone(),
+        automation_name: automation.spec.name.clone(),
+        triggered_at: format_millis(event.received_at_ms),
+        status,
+        event: EventRef {
+            event_type: event.event_type,
+            id: event.id.clone(),
+        },
+        action: record,
+        attempts: Vec::new(),
+        result: None,
+        template,
+        vars,
+        version: 0,
+        next_attempt_at_ms: None,
+        round_start: 0,
+    }
+}
+
+/// The template variables of an event (secrets are resolved at delivery).
+pub fn variables(event: &Event, automation_name: &str, execution_id: &str) -> Map<String, Value> {
+    let artifact = event.artifact.as_ref();
+    let run = event.run.as_ref();
+    let mut vars = Map::new();
+    let mut put = |k: &str, v: Option<String>| {
+        vars.insert(k.to_string(), v.map_or(Value::Null, Value::String));
+    };
+    put("event_type", Some(event.event_type.as_str().to_string()));
+    put("event_author", event.author.clone());
+    put("entity_name", Some(event.team.clone()));
+    put("project_name", Some(event.scope_name.clone()));
+    put("artifact_version", event.artifact_version());
+    put("artifact_version_string", event.artifact_version_string());
+    put(
+        "artifact_collection_name",
+        artifact.map(|a| a.collection.clone()),
+    );
+    put("alias", artifact.and_then(|a| a.alias.clone()));
+    put("tag", artifact.and_then(|a| a.tag.clone()));
+    put("run_id", run.map(|r| r.id.clone()));
+    put("run_name", run.and_then(|r| r.name.clone()));
+    put("run_user", run.and_then(|r| r.user.clone()));
+    put("run_state", run.and_then(|r| r.state.clone()));
+    put("metric_name", None);
+    put("metric_value", None);
+    put("automation_name", Some(automation_name.to_string()));
+    put("execution_id", Some(execution_id.to_string()));
+    vars.insert(
+        "artifact_metadata".into(),
+        Value::Object(artifact.map(|a| a.metadata.clone()).unwrap_or_default()),
+    );
+    vars
+}
+
+/// Looks an event variable up in `vars`; secrets are not in there.
+pub fn lookup(vars: &Map<String, Value>, var: Var<'_>) -> Option<Value> {
+    match var {
+        Var::Event(name) => vars.get(name).cloned(),
+        Var::Metadata(key) => vars
+            .get("artifact_metadata")
+            .and_then(|m| m.get(key))
+            .cloned(),
+        Var::Secret(_) => None,
+    }
+}

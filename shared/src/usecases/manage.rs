@@ -1,0 +1,379 @@
+//! Manage: teams, automations, integrations, secrets and executions.
+
+use serde_json::{Map, Value, json};
+
+use super::dispatch::{prepare, redact};
+use super::{ActionMessage, Engine, Error, Result};
+use crate::delivery::client::MAX_RESPONSE_BYTES;
+use crate::domain::Invalid;
+use crate::domain::automation::{Automation, AutomationInput};
+use crate::domain::event::format_time;
+use crate::domain::execution::{Execution, ExecutionStatus};
+use crate::domain::ids::new_id;
+use crate::domain::integration::{Integration, IntegrationInput};
+use crate::domain::template::is_secret_name;
+use crate::ports::{QueueError, SecretInfo, SecretValue, Team};
+
+/// Largest secret value.
+pub const MAX_SECRET_BYTES: usize = 16 * 1024;
+
+pub async fn create_team(engine: &Engine, name: &str) -> Result<Team> {
+    check_team_name(name)?;
+    let team = Team {
+        name: name.to_string(),
+        created_at: now(engine),
+    };
+    engine.store.create_team(&team).await?;
+    Ok(team)
+}
+
+pub fn check_team_name(name: &str) -> Result<(), Invalid> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "name",
+            "a team name is 1 to 63 lowercase letters, digits or '-', not starting with '-'",
+        ))
+    }
+}
+
+/// The team, or `NotFound`.
+pub async fn team(engine: &Engine, name: &str) -> Result<Team> {
+    engine
+        .store
+        .get_team(name)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("team {name} does not exist")))
+}
+
+// Automations
+
+pub async fn create_automation(
+    engine: &Engine,
+    team: &str,
+    input: AutomationInput,
+) -> Result<Automation> {
+    check_references(engine, team, &input).await?;
+    let at = now(engine);
+    let automation = Automation {
+        id: new_id(),
+        team: team.to_string(),
+        spec: input,
+        created_at: at.clone(),
+        updated_at: at,
+    };
+    engine.store.put_automation(&automation, true).await?;
+    Ok(automation)
+}
+
+pub async fn get_automation(engine: &Engine, team: &str, id: &str) -> Result<Automation> {
+    engine
+        .store
+        .get_automation(team, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("automation {id} does not exist")))
+}
+
+/// Replaces an automation's spec (PUT).
+pub async fn replace_automation(
+    engine: &Engine,
+    team: &str,
+    id: &str,
+    input: AutomationInput,
+) -> Result<Automation> {
+    let mut automation = get_automation(engine, team, id).await?;
+    check_references(engine, team, &input).await?;
+    automation.spec = input;
+    automation.updated_at = now(engine);
+    engine.store.put_automation(&automation, false).await?;
+    Ok(automation)
+}
+
+/// Merges top-level fields into the stored spec (PATCH), then validates the result whole.
+pub async fn patch_automation(
+    engine: &Engine,
+    team: &str,
+    id: &str,
+    patch: Map<String, Value>,
+) -> Result<Automation> {
+    let automation = get_automation(engine, team, id).await?;
+    let mut merged = match serde_json::to_value(&automation.spec) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    merged.extend(patch);
+    let input = crate::http::parse_json::<AutomationInput>(Value::Object(merged))?;
+    replace_automation(engine, team, id, input).await
+}
+
+pub async fn delete_automation(engine: &Engine, team: &str, id: &str) -> Result<()> {
+    if engine.store.delete_automation(team, id).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("automation {id} does not exist")))
+    }
+}
+
+async fn check_references(engine: &Engine, team: &str, input: &AutomationInput) -> Result<()> {
+    let refs = input.validate()?;
+    if let Some(id) = &refs.integration
+        && engine.store.get_integration(team, id).await?.is_none()
+    {
+        return Err(Invalid::new(
+            "action.integration",
+            format!("integration {id} does not exist in team {team}"),
+        )
+        .into());
+    }
+    for name in &refs.secrets {
+        if engine.secrets.get_secret(team, name).await?.is_none() {
+            return Err(Invalid::new(
+                "action.payload",
+                format!("uses secret ${{{name}}}, which does not exist; create it with PUT /v1/teams/{team}/secrets/{name}"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+// Integrations
+
+pub async fn create_integration(
+    engine: &Engine,
+    team: &str,
+    input: IntegrationInput,
+) -> Result<Integration> {
+    let at = now(engine);
+    let mut integration = Integration {
+        id: new_id(),
+        team: team.to_string(),
+        kind: crate::domain::integration::IntegrationKind::Webhook,
+        name: String::new(),
+        url: String::new(),
+        access_token_secret: None,
+        signing_secret: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: at.clone(),
+        updated_at: at,
+    };
+    apply_integration(engine, &mut integration, input).await?;
+    engine.store.put_integration(&integration, true).await?;
+    Ok(integration)
+}
+
+/// Replaces an integration's settings (PUT); re-enables it when `enabled` is true.
+pub async fn replace_integration(
+    engine: &Engine,
+    team: &str,
+    id: &str,
+    input: IntegrationInput,
+) -> Result<Integration> {
+    let mut integration = get_integration(engine, team, id).await?;
+    apply_integration(engine, &mut integration, input).await?;
+    integration.updated_at = now(engine);
+    engine.store.put_integration(&integration, false).await?;
+    Ok(integration)
+}
+
+async fn apply_integration(
+    engine: &Engine,
+    integration: &mut Integration,
+    input: IntegrationInput,
+) -> Result<()> {
+    let valid = input.validate(&engine.settings.guard)?;
+    for (field, secret) in [
+        ("access_token_secret", &valid.access_token_secret),
+        ("signing_secret", &valid.signing_secret),
+    ] {
+        if let Some(name) = secret
+            && engine
+                .secrets
+                .get_secret(&integration.team, name)
+                .await?
+                .is_none()
+        {
+            return Err(Invalid::new(
+                field,
+                format!("secret {name} does not exist; create it first"),
+            )
+            .into());
+        }
+    }
+    integration.kind = valid.kind;
+    integration.name = valid.name;
+    integration.url = valid.url;
+    integration.access_token_secret = valid.access_token_secret;
+    integration.signing_secret = valid.signing_secret;
+    if valid.enabled {
+        integration.disabled_reason = None;
+    }
+    integration.enabled = valid.enabled;
+    Ok(())
+}
+
+pub async fn get_integration(engine: &Engine, team: &str, id: &str) -> Result<Integration> {
+    engine
+        .store
+        .get_integration(team, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("integration {id} does not exist")))
+}
+
+pub async fn delete_integration(engine: &Engine, team: &str, id: &str) -> Result<()> {
+    let users: Vec<String> = engine
+        .store
+        .list_automations(team)
+        .await?
+        .into_iter()
+        .filter(|a| a.spec.action.integration.as_deref() == Some(id))
+        .map(|a| a.spec.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(Error::Conflict(format!(
+            "integration {id} is used by automations {}; change or delete them first",
+            users.join(", ")
+        )));
+    }
+    if engine.store.delete_integration(team, id).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("integration {id} does not exist")))
+    }
+}
+
+/// Sends one real request through an integration and reports what came back.
+pub async fn test_integration(
+    engine: &Engine,
+    team: &str,
+    id: &str,
+    payload: Option<Value>,
+) -> Result<Value> {
+    let integration = get_integration(engine, team, id).await?;
+    let template = payload
+        .unwrap_or_else(|| json!({"event_type": "TEST", "message": "a test from automations"}));
+    crate::domain::template::check(&template).map_err(|e| e.within("payload"))?;
+    let mut vars = Map::new();
+    vars.insert("entity_name".into(), Value::String(team.to_string()));
+    vars.insert("event_type".into(), Value::String("TEST".into()));
+    let prepared = match prepare(
+        engine,
+        &integration,
+        &template,
+        &vars,
+        &format!("test_{}", new_id()),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(reason) => {
+            return Ok(json!({"ok": false, "status": null, "body": null, "error": reason}));
+        }
+    };
+    let response = engine.sender.send(prepared.request).await;
+    let ok = response.status.is_some_and(|s| (200..300).contains(&s));
+    let body = response.status.map(|_| {
+        redact(
+            &response.body[..response.body.len().min(MAX_RESPONSE_BYTES)],
+            &prepared.secret_values,
+        )
+    });
+    let error = response.error.map(|e| redact(&e, &prepared.secret_values));
+    Ok(json!({"ok": ok, "status": response.status, "body": body, "error": error}))
+}
+
+// Secrets
+
+pub async fn put_secret(
+    engine: &Engine,
+    team: &str,
+    name: &str,
+    value: String,
+) -> Result<SecretInfo> {
+    if !is_secret_name(name) {
+        return Err(Invalid::new("name", "a secret name is 1 to 128 of A-Z, 0-9 and _").into());
+    }
+    if value.is_empty() || value.len() > MAX_SECRET_BYTES {
+        return Err(Invalid::new("value", format!("must be 1 to {MAX_SECRET_BYTES} bytes")).into());
+    }
+    engine
+        .secrets
+        .put_secret(team, name, &SecretValue(value))
+        .await?;
+    Ok(SecretInfo {
+        name: name.to_string(),
+        updated_at: now(engine),
+    })
+}
+
+pub async fn delete_secret(engine: &Engine, team: &str, name: &str) -> Result<()> {
+    let users: Vec<String> = engine
+        .store
+        .list_integrations(team)
+        .await?
+        .into_iter()
+        .filter(|i| i.secrets().any(|s| s == name))
+        .map(|i| i.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(Error::Conflict(format!(
+            "secret {name} is used by integrations {}; change them first",
+            users.join(", ")
+        )));
+    }
+    if engine.secrets.delete_secret(team, name).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!("secret {name} does not exist")))
+    }
+}
+
+// Executions
+
+pub async fn get_execution(engine: &Engine, team: &str, id: &str) -> Result<Execution> {
+    engine
+        .store
+        .get_execution(team, id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("execution {id} does not exist")))
+}
+
+/// Sends a finished or failed execution again: a new round of attempts on the schedule.
+pub async fn retry_execution(engine: &Engine, team: &str, id: &str) -> Result<Execution> {
+    let mut execution = get_execution(engine, team, id).await?;
+    if execution.status == ExecutionStatus::Pending {
+        return Err(Error::Conflict(format!(
+            "execution {id} is still pending; it is retried on its schedule"
+        )));
+    }
+    if execution.action.kind != "webhook" {
+        return Err(Error::Conflict(format!(
+            "execution {id} has a {} action; there is nothing to send",
+            execution.action.kind
+        )));
+    }
+    execution.status = ExecutionStatus::Pending;
+    execution.result = None;
+    execution.next_attempt_at_ms = None;
+    execution.round_start = execution.attempts.len();
+    engine.store.update_execution(&mut execution).await?;
+    let message = ActionMessage {
+        team: team.to_string(),
+        execution_id: id.to_string(),
+    };
+    let body =
+        serde_json::to_string(&message).map_err(|e| Error::Queue(QueueError(e.to_string())))?;
+    engine.actions.send_batch(&[body]).await?;
+    Ok(execution)
+}
+
+fn now(engine: &Engine) -> String {
+    format_time(engine.clock.now())
+}

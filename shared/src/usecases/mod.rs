@@ -1,0 +1,66 @@
+//! The use cases, written once against the ports: ingest, evaluate, dispatch, manage.
+
+pub mod dispatch;
+pub mod evaluate;
+pub mod ingest;
+pub mod manage;
+
+use std::sync::Arc;
+
+use crate::delivery::guard::OutboundGuard;
+use crate::delivery::retry::RetrySchedule;
+use crate::domain::Invalid;
+use crate::ports::{
+    AutomationStore, Clock, Queue, QueueError, SecretStore, StoreError, WebhookSender,
+};
+
+/// Everything the use cases need, wired by a runtime.
+#[derive(Clone)]
+pub struct Engine {
+    pub store: Arc<dyn AutomationStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub events: Arc<dyn Queue>,
+    pub actions: Arc<dyn Queue>,
+    pub sender: Arc<dyn WebhookSender>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
+}
+
+/// Behaviour the operator can tune.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub retry: RetrySchedule,
+    pub guard: Arc<OutboundGuard>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Error::Conflict(m),
+            other => Error::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A message on the actions queue: which execution to deliver.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActionMessage {
+    pub team: String,
+    pub execution_id: String,
+}
