@@ -6,6 +6,8 @@
 
 pub mod adapters;
 pub mod config;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod delivery;
 pub mod domain;
 pub mod http;

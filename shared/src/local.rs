@@ -30,6 +30,8 @@ pub struct LocalRuntime {
     pub engine: Engine,
     pub events: Arc<SqliteQueue>,
     pub actions: Arc<SqliteQueue>,
+    /// Held while the runtime lives: one process per data directory.
+    _lock: std::fs::File,
 }
 
 impl LocalRuntime {
@@ -39,6 +41,15 @@ impl LocalRuntime {
         secrets_key: Option<PathBuf>,
         settings: Settings,
     ) -> Result<Self, String> {
+        let lock_path = data_dir.join("lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            format!(
+                "{}: another automations process is using this data directory",
+                data_dir.display()
+            )
+        })?;
         let db = Database::open(&data_dir.join("automations.db"))
             .map_err(|e| format!("{}: {e}", data_dir.display()))?;
         let key_path = secrets_key.unwrap_or_else(|| data_dir.join("secrets.key"));
@@ -75,7 +86,24 @@ impl LocalRuntime {
             engine,
             events,
             actions,
+            _lock: lock,
         })
+    }
+
+    /// Hands the messages that a killed predecessor was working on to this process's
+    /// workers at once, instead of after their visibility timeout.
+    pub async fn recover(&self) -> Result<(), String> {
+        for queue in [&self.events, &self.actions] {
+            let released = queue.release_abandoned().await.map_err(|e| e.to_string())?;
+            if released > 0 {
+                tracing::info!(
+                    queue = queue.name(),
+                    released,
+                    "picked up messages of a stopped process"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Runs the evaluate and dispatch workers until `shutdown` turns true, then lets

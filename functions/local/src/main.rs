@@ -48,6 +48,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -89,6 +90,7 @@ async fn serve(
     let settings = settings_from_env()?;
     let operator_key = operator_key(&data_dir)?;
     let local = LocalRuntime::open(&data_dir, secrets_key, settings)?;
+    local.recover().await?;
     let app = router(AppState::new(local.engine.clone(), &operator_key));
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -28,6 +28,9 @@ impl Invalid {
 
     /// Prefixes the field path, e.g. `alias` inside `event.filter` becomes `event.filter.alias`.
     pub fn within(mut self, parent: &str) -> Self {
+        if parent.is_empty() {
+            return self;
+        }
         self.field = match self.field.as_str() {
             "" => parent.to_string(),
             f if f.starts_with('[') => format!("{parent}{f}"),

@@ -5,6 +5,8 @@
 mod queue;
 mod secrets;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -72,6 +74,8 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     visible_at INTEGER NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
     receipt TEXT,
+    -- 1 while a receiver holds the message; 0 once it only waits for a delay.
+    leased INTEGER NOT NULL DEFAULT 0,
     sent_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue_messages (queue, visible_at, id);

@@ -59,23 +59,24 @@ impl SqliteQueue {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Messages in the queue, visible or not.
-    pub async fn depth(&self) -> Result<u64, QueueError> {
-        let name = self.name.clone();
+    /// Makes the messages that a receiver held when its process died visible again now,
+    /// keeping the ones that wait for a retry delay. Only for a process that owns the
+    /// database alone (the local runtime holds a lock on its data directory).
+    pub async fn release_abandoned(&self) -> Result<u64, QueueError> {
+        let (name, now) = (self.name.clone(), unix_ms(self.clock.now()));
         Ok(self
             .db
             .call(move |c| {
-                Ok(c.query_row(
-                    "SELECT COUNT(*) FROM queue_messages WHERE queue = ?1",
-                    [name],
-                    |r| r.get::<_, i64>(0),
+                Ok(c.execute(
+                    "UPDATE queue_messages SET visible_at = MIN(visible_at, ?2), leased = 0 WHERE queue = ?1 AND leased = 1",
+                    params![name, now],
                 )? as u64)
             })
             .await?)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     async fn take(&self, max: usize) -> Result<Vec<Received>, DbError> {
@@ -97,10 +98,11 @@ impl SqliteQueue {
                         .query_map(params![queue, now, max as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?
                         .collect::<Result<Vec<_>, _>>()?;
                     let mut to_dlq = tx.prepare_cached(
-                        "UPDATE queue_messages SET queue = ?2, visible_at = ?3, receive_count = 0, receipt = NULL WHERE id = ?1",
+                        "UPDATE queue_messages SET queue = ?2, visible_at = ?3, receive_count = 0, receipt = NULL, leased = 0
+                         WHERE id = ?1",
                     )?;
                     let mut lease = tx.prepare_cached(
-                        "UPDATE queue_messages SET visible_at = ?2, receive_count = ?3, receipt = ?4 WHERE id = ?1",
+                        "UPDATE queue_messages SET visible_at = ?2, receive_count = ?3, receipt = ?4, leased = 1 WHERE id = ?1",
                     )?;
                     for (id, body, count) in rows {
                         if count >= max_receives {
@@ -182,15 +184,18 @@ impl Queue for SqliteQueue {
             .iter()
             .map(|r| message_id(r).map(|id| (id, r.clone())))
             .collect::<Result<Vec<_>, _>>()?;
+        // Scoped to this queue: a receipt of another queue (or of the dead-letter queue) is
+        // not one of ours.
+        let queue = self.name.clone();
         self.db
             .call(move |c| {
                 let tx = c.transaction()?;
                 {
                     let mut delete = tx.prepare_cached(
-                        "DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2",
+                        "DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2 AND queue = ?3",
                     )?;
                     for (id, receipt) in &pairs {
-                        delete.execute(params![id, receipt])?;
+                        delete.execute(params![id, receipt, queue])?;
                     }
                 }
                 tx.commit()?;
@@ -204,11 +209,12 @@ impl Queue for SqliteQueue {
         let id = message_id(receipt)?;
         let receipt = receipt.to_string();
         let visible_at = unix_ms(self.clock.now()) + delay.as_millis() as i64;
+        let queue = self.name.clone();
         self.db
             .call(move |c| {
                 Ok(c.execute(
-                    "UPDATE queue_messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
-                    params![id, receipt, visible_at],
+                    "UPDATE queue_messages SET visible_at = ?3, leased = 0 WHERE id = ?1 AND receipt = ?2 AND queue = ?4",
+                    params![id, receipt, visible_at, queue],
                 )?)
             })
             .await?;

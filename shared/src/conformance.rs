@@ -1,0 +1,1013 @@
+//! Conformance suites for the ports: one async function per port ([`queue_suite`],
+//! [`store_suite`], [`secrets_suite`]) that drives an adapter through the port trait only and
+//! panics, naming the broken property, where it differs from the contract the use cases rely
+//! on. The SQLite adapters run them in their tests; the AWS adapters (SQS, DynamoDB, Secrets
+//! Manager against moto) must pass the same suites.
+//!
+//! Time is a [`ManualClock`]: adapters that read the `Clock` port see visibility timeouts and
+//! de-duplication windows pass without sleeping. Receives that expect a message to come back
+//! also wait up to the visibility timeout (plus a margin) in real time, so a queue whose timer
+//! is not the clock (SQS) passes too, only more slowly; receives that expect nothing use no
+//! or a short wait, so they cost nothing when the adapter is right.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, json};
+use time::OffsetDateTime;
+
+use crate::domain::automation::{Action, Automation, AutomationInput, Scope, Trigger};
+use crate::domain::event::{EventType, format_millis};
+use crate::domain::execution::{ActionRecord, Attempt, EventRef, Execution, ExecutionStatus};
+use crate::domain::ids::execution_id;
+use crate::domain::integration::{Integration, IntegrationKind};
+use crate::ports::{
+    AutomationStore, Clock, Queue, Received, SecretStore, SecretValue, StoreError, StoreResult,
+    Team,
+};
+
+/// A clock that moves only when told to.
+pub struct ManualClock {
+    now: Mutex<OffsetDateTime>,
+}
+
+impl ManualClock {
+    pub fn new(start: OffsetDateTime) -> Self {
+        Self {
+            now: Mutex::new(start),
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner) += by;
+    }
+
+    pub fn set(&self, to: OffsetDateTime) {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner) = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue
+// ---------------------------------------------------------------------------------------------
+
+/// A queue and its dead-letter queue, as a [`queue_suite`] factory returns them.
+pub struct QueueUnderTest {
+    pub queue: Arc<dyn Queue>,
+    pub dead_letter: Arc<dyn Queue>,
+}
+
+/// The visibility timeout the suite asks for (whole seconds, as SQS takes it).
+const VISIBILITY: Duration = Duration::from_secs(2);
+/// Receives before a message goes to the dead-letter queue.
+const MAX_RECEIVES: u32 = 3;
+/// How long a receive that expects nothing waits.
+const SHORT: Duration = Duration::from_millis(50);
+/// Extra real time a receive that expects a message allows beyond the timeout that hides it.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// A queue, its dead-letter queue and the clock they were made with.
+struct Fixture {
+    queue: Arc<dyn Queue>,
+    dead_letter: Arc<dyn Queue>,
+    clock: Arc<ManualClock>,
+}
+
+/// Runs the queue contract. `make(clock, visibility, max_receives)` must return a NEW, empty
+/// queue (and its own dead-letter queue) on every call; successive queues may share a
+/// database, which the suite uses to check that queues do not mix.
+pub async fn queue_suite<F>(make: F)
+where
+    F: Fn(Arc<ManualClock>, Duration, u32) -> QueueUnderTest,
+{
+    let fresh = || {
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let made = make(clock.clone(), VISIBILITY, MAX_RECEIVES);
+        Fixture {
+            queue: made.queue,
+            dead_letter: made.dead_letter,
+            clock,
+        }
+    };
+    delivers_in_send_order(fresh()).await;
+    hides_a_received_message_until_its_visibility_timeout(fresh()).await;
+    delete_removes_for_good(fresh()).await;
+    stale_receipt_does_not_delete_a_redelivered_message(fresh()).await;
+    change_visibility_hides_or_shows(fresh()).await;
+    dead_letters_after_max_receives(fresh()).await;
+    receive_returns_at_most_max(fresh()).await;
+    empty_queue_returns_nothing_after_the_wait(fresh()).await;
+    queues_do_not_mix(fresh(), fresh()).await;
+}
+
+async fn send(queue: &dyn Queue, bodies: &[&str]) {
+    let bodies: Vec<String> = bodies.iter().map(|b| b.to_string()).collect();
+    queue.send_batch(&bodies).await.expect("send_batch failed");
+}
+
+async fn receive(queue: &dyn Queue, max: usize, wait: Duration) -> Vec<Received> {
+    queue.receive(max, wait).await.expect("receive failed")
+}
+
+/// Receives the one message the queue should hand out within `hidden_for` (plus a margin).
+async fn receive_one(queue: &dyn Queue, hidden_for: Duration) -> Received {
+    let mut got = receive(queue, 10, hidden_for + MARGIN).await;
+    assert_eq!(got.len(), 1, "expected exactly one message, got {got:?}");
+    got.remove(0)
+}
+
+async fn assert_nothing_visible(queue: &dyn Queue, why: &str) {
+    let got = receive(queue, 10, Duration::ZERO).await;
+    assert!(got.is_empty(), "{why}, but the queue handed out {got:?}");
+}
+
+async fn delete(queue: &dyn Queue, message: &Received) {
+    queue
+        .delete_batch(std::slice::from_ref(&message.receipt))
+        .await
+        .expect("delete_batch failed");
+}
+
+fn bodies(messages: &[Received]) -> Vec<&str> {
+    messages.iter().map(|m| m.body.as_str()).collect()
+}
+
+async fn delivers_in_send_order(f: Fixture) {
+    // GIVEN three messages sent in one batch
+    send(&*f.queue, &["m1", "m2", "m3"]).await;
+    // WHEN they are received
+    let got = receive(&*f.queue, 10, MARGIN).await;
+    // THEN all come, in send order, each for the first time, with distinct ids and receipts
+    assert_eq!(bodies(&got), ["m1", "m2", "m3"]);
+    assert!(got.iter().all(|m| m.receive_count == 1), "{got:?}");
+    let ids: HashSet<_> = got.iter().map(|m| &m.message_id).collect();
+    let receipts: HashSet<_> = got.iter().map(|m| &m.receipt).collect();
+    assert_eq!((ids.len(), receipts.len()), (3, 3), "{got:?}");
+}
+
+async fn hides_a_received_message_until_its_visibility_timeout(f: Fixture) {
+    // GIVEN a received message that was not deleted
+    send(&*f.queue, &["m"]).await;
+    let first = receive_one(&*f.queue, Duration::ZERO).await;
+    // THEN nobody gets it while its visibility timeout runs
+    assert_nothing_visible(&*f.queue, "right after a receive").await;
+    f.clock.advance(VISIBILITY / 2);
+    assert_nothing_visible(&*f.queue, "half way through the visibility timeout").await;
+    // WHEN the timeout passes
+    f.clock.advance(VISIBILITY / 2 + Duration::from_millis(1));
+    // THEN it is handed out again, counted, with a new receipt
+    let again = receive_one(&*f.queue, VISIBILITY).await;
+    assert_eq!(
+        (again.message_id.as_str(), again.body.as_str()),
+        (first.message_id.as_str(), "m")
+    );
+    assert_eq!(again.receive_count, 2);
+    assert_ne!(
+        again.receipt, first.receipt,
+        "a redelivery needs a new receipt"
+    );
+}
+
+async fn delete_removes_for_good(f: Fixture) {
+    // GIVEN two received messages
+    send(&*f.queue, &["a", "b"]).await;
+    let got = receive(&*f.queue, 10, MARGIN).await;
+    assert_eq!(bodies(&got), ["a", "b"]);
+    // WHEN both are deleted in one batch
+    let receipts: Vec<String> = got.iter().map(|m| m.receipt.clone()).collect();
+    f.queue
+        .delete_batch(&receipts)
+        .await
+        .expect("delete_batch failed");
+    // THEN they never come back, even after their visibility timeout
+    f.clock.advance(VISIBILITY * 2);
+    let later = receive(&*f.queue, 10, SHORT).await;
+    assert!(later.is_empty(), "deleted messages came back: {later:?}");
+}
+
+async fn stale_receipt_does_not_delete_a_redelivered_message(f: Fixture) {
+    // GIVEN a message received twice: the first receipt is stale
+    send(&*f.queue, &["m"]).await;
+    let first = receive_one(&*f.queue, Duration::ZERO).await;
+    f.clock.advance(VISIBILITY + Duration::from_millis(1));
+    let second = receive_one(&*f.queue, VISIBILITY).await;
+    // WHEN the stale receipt is used to delete it (an adapter may accept or refuse the call)
+    let _accepted_or_refused = f
+        .queue
+        .delete_batch(std::slice::from_ref(&first.receipt))
+        .await;
+    // THEN the message is still there, and the current receipt deletes it
+    f.clock.advance(VISIBILITY + Duration::from_millis(1));
+    let third = receive_one(&*f.queue, VISIBILITY).await;
+    assert_eq!(third.message_id, second.message_id);
+    assert_eq!(third.receive_count, 3);
+    delete(&*f.queue, &third).await;
+    f.clock.advance(VISIBILITY + Duration::from_millis(1));
+    assert!(receive(&*f.queue, 10, SHORT).await.is_empty());
+}
+
+async fn change_visibility_hides_or_shows(f: Fixture) {
+    // GIVEN a received message
+    send(&*f.queue, &["m"]).await;
+    let first = receive_one(&*f.queue, Duration::ZERO).await;
+    // WHEN its visibility is changed to zero THEN it is handed out again at once
+    f.queue
+        .change_visibility(&first.receipt, Duration::ZERO)
+        .await
+        .expect("change_visibility failed");
+    let second = receive_one(&*f.queue, Duration::ZERO).await;
+    assert_eq!(second.receive_count, 2);
+    // WHEN it is hidden for three visibility timeouts
+    let hidden_for = VISIBILITY * 3;
+    f.queue
+        .change_visibility(&second.receipt, hidden_for)
+        .await
+        .expect("change_visibility failed");
+    // THEN it stays hidden past the queue's own timeout, and comes back after the delay
+    f.clock.advance(VISIBILITY * 2);
+    assert_nothing_visible(&*f.queue, "before the changed visibility ran out").await;
+    f.clock.advance(VISIBILITY + Duration::from_millis(1));
+    let third = receive_one(&*f.queue, hidden_for).await;
+    assert_eq!(
+        (third.message_id.as_str(), third.receive_count),
+        (first.message_id.as_str(), 3)
+    );
+}
+
+async fn dead_letters_after_max_receives(f: Fixture) {
+    // GIVEN a message received max_receives times and never deleted
+    send(&*f.queue, &["poison"]).await;
+    for count in 1..=MAX_RECEIVES {
+        let got = receive_one(&*f.queue, VISIBILITY).await;
+        assert_eq!(got.receive_count, count);
+        f.clock.advance(VISIBILITY + Duration::from_millis(1));
+    }
+    // WHEN the queues are received from again
+    // THEN the dead-letter queue hands it out and the main queue never does again
+    let dead = receive_from_dead_letter(&f, VISIBILITY + MARGIN).await;
+    assert_eq!(dead.body, "poison");
+    f.clock.advance(VISIBILITY * 2);
+    let main = receive(&*f.queue, 10, SHORT).await;
+    assert!(
+        main.is_empty(),
+        "the dead-lettered message is still in the main queue: {main:?}"
+    );
+}
+
+/// Receives from the main queue, which must hand out nothing, and the dead-letter queue until
+/// the dead-letter queue hands out a message (the move happens on a receive of the main queue).
+async fn receive_from_dead_letter(f: &Fixture, within: Duration) -> Received {
+    let deadline = Instant::now() + within;
+    loop {
+        let main = receive(&*f.queue, 10, SHORT).await;
+        assert!(
+            main.is_empty(),
+            "the main queue handed out a message past max_receives: {main:?}"
+        );
+        if let Some(dead) = receive(&*f.dead_letter, 10, SHORT).await.pop() {
+            return dead;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the message never reached the dead-letter queue"
+        );
+    }
+}
+
+async fn receive_returns_at_most_max(f: Fixture) {
+    // GIVEN five messages
+    let sent = ["m1", "m2", "m3", "m4", "m5"];
+    send(&*f.queue, &sent).await;
+    // WHEN two at most are asked for THEN no more come
+    let first = receive(&*f.queue, 2, MARGIN).await;
+    assert!(
+        (1..=2).contains(&first.len()),
+        "receive(2) gave {}",
+        first.len()
+    );
+    // AND the rest are still there
+    let rest = receive(&*f.queue, 10, MARGIN).await;
+    let mut all: Vec<&str> = bodies(&first).into_iter().chain(bodies(&rest)).collect();
+    all.sort_unstable();
+    assert_eq!(all, sent);
+}
+
+async fn empty_queue_returns_nothing_after_the_wait(f: Fixture) {
+    // GIVEN an empty queue (an empty batch sends nothing)
+    send(&*f.queue, &[]).await;
+    // WHEN it is received from with a short wait
+    let started = Instant::now();
+    let got = receive(&*f.queue, 10, SHORT).await;
+    // THEN nothing comes, and the call returns after about the wait
+    assert!(got.is_empty(), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a receive with a 50 ms wait took {:?}",
+        started.elapsed()
+    );
+}
+
+async fn queues_do_not_mix(a: Fixture, b: Fixture) {
+    // GIVEN a message in queue A
+    send(&*a.queue, &["for-a"]).await;
+    // THEN queue B and A's dead-letter queue do not see it
+    assert!(receive(&*b.queue, 10, SHORT).await.is_empty());
+    assert!(receive(&*a.dead_letter, 10, SHORT).await.is_empty());
+    // AND A hands it out
+    let got = receive_one(&*a.queue, Duration::ZERO).await;
+    assert_eq!(got.body, "for-a");
+    // WHEN B is told to show it and to delete it with A's receipt (B may accept or refuse)
+    let _accepted_or_refused = b
+        .queue
+        .change_visibility(&got.receipt, Duration::ZERO)
+        .await;
+    let _accepted_or_refused = b
+        .queue
+        .delete_batch(std::slice::from_ref(&got.receipt))
+        .await;
+    // THEN it is still in A, hidden until its own visibility timeout
+    assert_nothing_visible(&*a.queue, "another queue was told to show it").await;
+    a.clock.advance(VISIBILITY + Duration::from_millis(1));
+    let again = receive_one(&*a.queue, VISIBILITY).await;
+    assert_eq!(again.message_id, got.message_id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AutomationStore
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the store contract against an EMPTY store built with `clock`.
+pub async fn store_suite(store: Arc<dyn AutomationStore>, clock: Arc<ManualClock>) {
+    let store = &*store;
+    teams(store).await;
+    named_items::<Automation>(store).await;
+    matching_automations(store).await;
+    named_items::<Integration>(store).await;
+    event_deduplication(store, &clock).await;
+    executions_are_created_once_and_updated_conditionally(store).await;
+    executions_are_listed_newest_first(store).await;
+}
+
+fn at(ms: i64) -> String {
+    format_millis(ms)
+}
+
+const BASE_MS: i64 = 1_700_000_000_000;
+
+fn assert_conflict<T: fmt::Debug>(what: &str, result: StoreResult<T>) {
+    match result {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+async fn teams(store: &dyn AutomationStore) {
+    let team = |name: &str| Team {
+        name: name.to_string(),
+        created_at: at(BASE_MS),
+    };
+    // GIVEN two teams
+    for name in ["acme", "globex"] {
+        store
+            .create_team(&team(name))
+            .await
+            .expect("create_team failed");
+    }
+    // THEN a second create of one conflicts
+    assert_conflict("duplicate team", store.create_team(&team("acme")).await);
+    // AND they read back, one by one and listed
+    let got = store.get_team("acme").await.expect("get_team failed");
+    assert_eq!(got, Some(team("acme")));
+    assert_eq!(
+        store.get_team("initech").await.expect("get_team failed"),
+        None
+    );
+    let mut names: Vec<String> = store
+        .list_teams()
+        .await
+        .expect("list_teams failed")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["acme", "globex"]);
+}
+
+/// Automations and integrations share one contract: ids per team, names unique per team.
+trait Named: Sized + fmt::Debug {
+    const KIND: &'static str;
+    fn make(team: &str, id: &str, name: &str) -> Self;
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+    /// A changed copy under a new name, as a replace writes it.
+    fn renamed(&self, name: &str) -> Self;
+    fn same(&self, other: &Self) -> bool;
+    async fn put(&self, store: &dyn AutomationStore, create: bool) -> StoreResult<()>;
+    async fn get(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<Option<Self>>;
+    async fn list(store: &dyn AutomationStore, team: &str) -> StoreResult<Vec<Self>>;
+    async fn delete(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<bool>;
+}
+
+impl Named for Automation {
+    const KIND: &'static str = "automation";
+    fn make(team: &str, id: &str, name: &str) -> Self {
+        automation(team, id, name, Scope::Team, EventType::AddArtifactAlias)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+    fn renamed(&self, name: &str) -> Self {
+        let mut next = self.clone();
+        next.spec.name = name.to_string();
+        next.spec.description = Some("replaced".into());
+        next.updated_at = at(BASE_MS + 1);
+        next
+    }
+    fn same(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
+    async fn put(&self, store: &dyn AutomationStore, create: bool) -> StoreResult<()> {
+        store.put_automation(self, create).await
+    }
+    async fn get(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<Option<Self>> {
+        store.get_automation(team, id).await
+    }
+    async fn list(store: &dyn AutomationStore, team: &str) -> StoreResult<Vec<Self>> {
+        store.list_automations(team).await
+    }
+    async fn delete(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<bool> {
+        store.delete_automation(team, id).await
+    }
+}
+
+impl Named for Integration {
+    const KIND: &'static str = "integration";
+    fn make(team: &str, id: &str, name: &str) -> Self {
+        integration(team, id, name)
+    }
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn renamed(&self, name: &str) -> Self {
+        let mut next = self.clone();
+        next.name = name.to_string();
+        next.url = format!("https://hooks.example.com/{name}");
+        next.updated_at = at(BASE_MS + 1);
+        next
+    }
+    fn same(&self, other: &Self) -> bool {
+        self == other
+    }
+    async fn put(&self, store: &dyn AutomationStore, create: bool) -> StoreResult<()> {
+        store.put_integration(self, create).await
+    }
+    async fn get(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<Option<Self>> {
+        store.get_integration(team, id).await
+    }
+    async fn list(store: &dyn AutomationStore, team: &str) -> StoreResult<Vec<Self>> {
+        store.list_integrations(team).await
+    }
+    async fn delete(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<bool> {
+        store.delete_integration(team, id).await
+    }
+}
+
+async fn put_ok<T: Named>(store: &dyn AutomationStore, item: &T, create: bool) {
+    let verb = if create { "create" } else { "replace" };
+    if let Err(e) = item.put(store, create).await {
+        panic!("{verb} {} {}: {e}", T::KIND, item.id());
+    }
+}
+
+async fn get_item<T: Named>(store: &dyn AutomationStore, team: &str, id: &str) -> Option<T> {
+    T::get(store, team, id)
+        .await
+        .unwrap_or_else(|e| panic!("get {} {team}/{id}: {e}", T::KIND))
+}
+
+async fn assert_stored<T: Named>(store: &dyn AutomationStore, team: &str, expected: &T) {
+    let got = get_item::<T>(store, team, expected.id()).await;
+    assert!(
+        got.as_ref().is_some_and(|g| g.same(expected)),
+        "{} {team}/{} reads back as {got:?}, expected {expected:?}",
+        T::KIND,
+        expected.id()
+    );
+}
+
+async fn listed<T: Named>(store: &dyn AutomationStore, team: &str) -> Vec<(String, String)> {
+    let mut items: Vec<(String, String)> = T::list(store, team)
+        .await
+        .unwrap_or_else(|e| panic!("list {}s of {team}: {e}", T::KIND))
+        .iter()
+        .map(|i| (i.id().to_string(), i.name().to_string()))
+        .collect();
+    items.sort_unstable();
+    items
+}
+
+fn pairs<const N: usize>(items: [(&str, &str); N]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(id, name)| (id.to_string(), name.to_string()))
+        .collect()
+}
+
+async fn named_items<T: Named>(store: &dyn AutomationStore) {
+    let kind = T::KIND;
+    // GIVEN "deploy" in acme
+    let deploy = T::make("acme", "id-1", "deploy");
+    put_ok(store, &deploy, true).await;
+    assert_stored(store, "acme", &deploy).await;
+    // THEN the id and the name are taken in acme, but not in globex
+    let again = deploy.put(store, true).await;
+    assert_conflict(&format!("{kind} created twice"), again);
+    let same_name = T::make("acme", "id-2", "deploy").put(store, true).await;
+    assert_conflict(&format!("{kind} name taken in the team"), same_name);
+    put_ok(store, &T::make("globex", "id-1", "deploy"), true).await;
+    assert!(get_item::<T>(store, "acme", "id-2").await.is_none());
+    // AND each team lists its own
+    put_ok(store, &T::make("acme", "id-2", "notify"), true).await;
+    let acme = pairs([("id-1", "deploy"), ("id-2", "notify")]);
+    assert_eq!(listed::<T>(store, "acme").await, acme, "{kind}s of acme");
+    let globex = pairs([("id-1", "deploy")]);
+    assert_eq!(
+        listed::<T>(store, "globex").await,
+        globex,
+        "{kind}s of globex"
+    );
+
+    // WHEN deploy is replaced under a new name
+    let replaced = deploy.renamed("deploy-v2");
+    put_ok(store, &replaced, false).await;
+    // THEN it reads back replaced, its old name is free and its new one taken
+    assert_stored(store, "acme", &replaced).await;
+    put_ok(store, &T::make("acme", "id-3", "deploy"), true).await;
+    let onto_taken = T::make("acme", "id-2", "notify")
+        .renamed("deploy-v2")
+        .put(store, false)
+        .await;
+    assert_conflict(&format!("{kind} renamed onto a taken name"), onto_taken);
+    assert_stored(store, "acme", &T::make("acme", "id-2", "notify")).await;
+    // AND replacing a missing one conflicts and creates nothing
+    let missing = T::make("acme", "missing", "ghost").put(store, false).await;
+    assert_conflict(&format!("{kind} replaced but missing"), missing);
+    assert!(get_item::<T>(store, "acme", "missing").await.is_none());
+
+    // WHEN it is deleted THEN it is gone (once) and its name is free
+    let delete = |id| T::delete(store, "acme", id);
+    assert!(
+        delete("id-1").await.expect("delete failed"),
+        "{kind} delete"
+    );
+    assert!(
+        !delete("id-1").await.expect("delete failed"),
+        "{kind} deleted twice"
+    );
+    assert!(get_item::<T>(store, "acme", "id-1").await.is_none());
+    put_ok(store, &T::make("acme", "id-4", "deploy-v2"), true).await;
+    // AND the same id in globex is untouched
+    assert_eq!(
+        listed::<T>(store, "globex").await,
+        globex,
+        "{kind}s of globex"
+    );
+}
+
+async fn matching_ids(
+    store: &dyn AutomationStore,
+    team: &str,
+    event_type: EventType,
+    scopes: &[Scope],
+) -> Vec<String> {
+    let keys: Vec<String> = scopes.iter().map(Scope::key).collect();
+    let mut ids: Vec<String> = store
+        .matching_automations(team, event_type, &keys)
+        .await
+        .expect("matching_automations failed")
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+async fn matching_automations(store: &dyn AutomationStore) {
+    use EventType::{AddArtifactAlias as Alias, AddArtifactTag as Tag};
+    let (team, model, resnet) = (
+        Scope::Team,
+        registry("model", None),
+        registry("model", Some("resnet")),
+    );
+    // GIVEN automations filed under many triggers
+    let filed = [
+        automation("match", "m-team", "team-wide", team.clone(), Alias),
+        automation("match", "m-model", "model", model.clone(), Alias),
+        automation("match", "m-resnet", "resnet", resnet.clone(), Alias),
+        automation(
+            "match",
+            "m-vgg",
+            "vgg",
+            registry("model", Some("vgg")),
+            Alias,
+        ),
+        automation(
+            "match",
+            "m-dataset",
+            "dataset",
+            registry("dataset", None),
+            Alias,
+        ),
+        automation("match", "m-project", "project", project("model"), Alias),
+        automation("match", "m-tag", "tagged", model.clone(), Tag),
+        automation("match-other", "m-model", "model", model.clone(), Alias),
+    ];
+    for a in &filed {
+        put_ok(store, a, true).await;
+    }
+    // WHEN an alias is added to a resnet version of the model registry
+    let event_scopes = [team, resnet, model.clone()];
+    // THEN exactly the automations filed under its scope keys and type match
+    let got = matching_ids(store, "match", Alias, &event_scopes).await;
+    assert_eq!(got, ["m-model", "m-resnet", "m-team"]);
+    assert_eq!(
+        matching_ids(store, "match", Alias, std::slice::from_ref(&model)).await,
+        ["m-model"]
+    );
+    assert_eq!(
+        matching_ids(store, "match", Tag, &event_scopes).await,
+        ["m-tag"]
+    );
+    assert!(
+        matching_ids(store, "match", EventType::RunState, &event_scopes)
+            .await
+            .is_empty()
+    );
+    assert!(matching_ids(store, "match", Alias, &[]).await.is_empty());
+    assert!(
+        matching_ids(store, "nobody", Alias, &event_scopes)
+            .await
+            .is_empty()
+    );
+
+    // WHEN one is refiled under another scope and another deleted
+    let refiled = automation("match", "m-dataset", "dataset", model.clone(), Alias);
+    put_ok(store, &refiled, false).await;
+    let deleted = store.delete_automation("match", "m-model").await;
+    assert!(deleted.expect("delete_automation failed"));
+    // THEN the lookup follows
+    let got = matching_ids(store, "match", Alias, std::slice::from_ref(&model)).await;
+    assert_eq!(got, ["m-dataset"]);
+    let dataset = [registry("dataset", None)];
+    assert!(
+        matching_ids(store, "match", Alias, &dataset)
+            .await
+            .is_empty()
+    );
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+async fn seen(store: &dyn AutomationStore, team: &str, ids: &[&str]) -> Vec<String> {
+    let mut seen: Vec<String> = store
+        .seen_events(team, &strings(ids))
+        .await
+        .expect("seen_events failed")
+        .into_iter()
+        .collect();
+    seen.sort_unstable();
+    seen
+}
+
+async fn record(store: &dyn AutomationStore, team: &str, ids: &[&str], until: OffsetDateTime) {
+    let recorded = store.record_events(team, &strings(ids), until).await;
+    recorded.expect("record_events failed");
+}
+
+async fn event_deduplication(store: &dyn AutomationStore, clock: &ManualClock) {
+    let all = ["e1", "e2", "e3", "e4"];
+    // GIVEN e1, e2 remembered for a minute and e3 for ten seconds
+    let now = clock.now();
+    let minute = Duration::from_secs(60);
+    record(store, "dedup", &["e1", "e2"], now + minute).await;
+    record(store, "dedup", &["e3"], now + minute / 6).await;
+    // THEN the team has seen them, and no other team has
+    assert_eq!(seen(store, "dedup", &all).await, ["e1", "e2", "e3"]);
+    assert!(seen(store, "dedup-other", &all).await.is_empty());
+    assert!(seen(store, "dedup", &[]).await.is_empty());
+    // WHEN their windows run out THEN they are forgotten
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(seen(store, "dedup", &all).await, ["e1", "e2"]);
+    clock.advance(Duration::from_secs(31));
+    assert!(seen(store, "dedup", &all).await.is_empty());
+}
+
+async fn get_execution(store: &dyn AutomationStore, team: &str, id: &str) -> Option<Execution> {
+    store
+        .get_execution(team, id)
+        .await
+        .expect("get_execution failed")
+}
+
+async fn executions_are_created_once_and_updated_conditionally(store: &dyn AutomationStore) {
+    // GIVEN an execution
+    let first = execution("runs", "auto-1", "ev-1", BASE_MS);
+    let created = store.create_executions(std::slice::from_ref(&first)).await;
+    assert_eq!(created.expect("create_executions failed"), [true]);
+    // WHEN a batch holds a new one and another write of the first
+    let second = execution("runs", "auto-1", "ev-2", BASE_MS + 1);
+    let mut rewrite = first.clone();
+    rewrite.automation_name = "rewritten".into();
+    let created = store.create_executions(&[second.clone(), rewrite]).await;
+    // THEN only the new one is created, and the first is not overwritten
+    assert_eq!(created.expect("create_executions failed"), [true, false]);
+    assert_eq!(
+        get_execution(store, "runs", &first.id).await,
+        Some(first.clone())
+    );
+    assert_eq!(get_execution(store, "runs", &second.id).await, Some(second));
+    assert_eq!(get_execution(store, "runs-other", &first.id).await, None);
+    assert_eq!(get_execution(store, "runs", "missing").await, None);
+
+    // WHEN it is updated
+    let read = get_execution(store, "runs", &first.id)
+        .await
+        .expect("stored");
+    let mut current = read.clone();
+    current.status = ExecutionStatus::Finished;
+    current.attempts.push(Attempt {
+        at: at(BASE_MS + 10),
+        status_code: Some(200),
+        error: None,
+        duration_ms: 12,
+    });
+    let updated = store.update_execution(&mut current).await;
+    updated.expect("update_execution failed");
+    // THEN its version is bumped and the update stored
+    assert_eq!(current.version, read.version + 1);
+    assert_eq!(
+        get_execution(store, "runs", &first.id).await,
+        Some(current.clone())
+    );
+    // AND an update from the old version is refused and changes nothing
+    let mut stale = read;
+    stale.status = ExecutionStatus::Failed;
+    match store.update_execution(&mut stale).await {
+        Err(StoreError::Stale) => {}
+        other => panic!("update from an old version: expected Stale, got {other:?}"),
+    }
+    assert_eq!(
+        get_execution(store, "runs", &first.id).await,
+        Some(current.clone())
+    );
+    // AND an update from the new version goes through
+    let updated = store.update_execution(&mut current).await;
+    updated.expect("second update_execution failed");
+    assert_eq!(get_execution(store, "runs", &first.id).await, Some(current));
+}
+
+async fn listed_ids(
+    store: &dyn AutomationStore,
+    team: &str,
+    automation_id: &str,
+    limit: usize,
+    before: Option<&str>,
+) -> Vec<String> {
+    store
+        .list_executions(team, automation_id, limit, before)
+        .await
+        .expect("list_executions failed")
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+async fn executions_are_listed_newest_first(store: &dyn AutomationStore) {
+    // GIVEN five executions of auto-1, created out of order, beside others' executions
+    let mine: Vec<Execution> = (0..5)
+        .map(|i| execution("history", "auto-1", &format!("ev-{i}"), BASE_MS + i * 1000))
+        .collect();
+    let neighbour = execution("history", "auto-2", "ev-x", BASE_MS + 500);
+    let other_team = execution("history-other", "auto-1", "ev-y", BASE_MS + 1500);
+    let batch = [
+        mine[2].clone(),
+        neighbour.clone(),
+        mine[0].clone(),
+        mine[4].clone(),
+        other_team,
+        mine[1].clone(),
+        mine[3].clone(),
+    ];
+    let created = store.create_executions(&batch).await;
+    assert!(
+        created
+            .expect("create_executions failed")
+            .iter()
+            .all(|c| *c)
+    );
+    let newest_first: Vec<String> = mine.iter().rev().map(|e| e.id.clone()).collect();
+
+    // THEN all of auto-1's come newest first, and only those
+    let list = |limit, before| listed_ids(store, "history", "auto-1", limit, before);
+    assert_eq!(list(10, None).await, newest_first);
+    let full = store.list_executions("history", "auto-1", 1, None).await;
+    assert_eq!(full.expect("list_executions failed"), [mine[4].clone()]);
+    // AND they page with limit and before
+    let page1 = list(2, None).await;
+    assert_eq!(page1, newest_first[..2]);
+    let page2 = list(2, page1.last().map(String::as_str)).await;
+    assert_eq!(page2, newest_first[2..4]);
+    let page3 = list(2, page2.last().map(String::as_str)).await;
+    assert_eq!(page3, newest_first[4..]);
+    assert!(list(2, page3.last().map(String::as_str)).await.is_empty());
+    // AND other automations keep their own
+    let theirs = listed_ids(store, "history", "auto-2", 10, None).await;
+    assert_eq!(theirs, [neighbour.id]);
+    assert!(
+        listed_ids(store, "history", "missing", 10, None)
+            .await
+            .is_empty()
+    );
+}
+
+fn registry(name: &str, collection: Option<&str>) -> Scope {
+    Scope::Registry {
+        name: name.to_string(),
+        collection: collection.map(str::to_string),
+    }
+}
+
+fn project(name: &str) -> Scope {
+    Scope::Project {
+        name: name.to_string(),
+        collection: None,
+    }
+}
+
+/// A no-op automation of `team` for `event_type` in `scope`.
+fn automation(team: &str, id: &str, name: &str, scope: Scope, event_type: EventType) -> Automation {
+    Automation {
+        id: id.to_string(),
+        team: team.to_string(),
+        spec: AutomationInput {
+            name: name.to_string(),
+            description: None,
+            enabled: true,
+            scope,
+            event: Trigger {
+                event_type: event_type.as_str().to_string(),
+                filter: None,
+                states: None,
+            },
+            action: Action {
+                kind: "no_op".into(),
+                integration: None,
+                payload: None,
+            },
+        },
+        created_at: at(BASE_MS),
+        updated_at: at(BASE_MS),
+    }
+}
+
+fn integration(team: &str, id: &str, name: &str) -> Integration {
+    Integration {
+        id: id.to_string(),
+        team: team.to_string(),
+        kind: IntegrationKind::Webhook,
+        name: name.to_string(),
+        url: format!("https://hooks.example.com/{name}"),
+        access_token_secret: Some("HOOK_TOKEN".into()),
+        signing_secret: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: at(BASE_MS),
+        updated_at: at(BASE_MS),
+    }
+}
+
+/// A pending execution of `automation_id` on `event_id`, received at `received_ms`.
+fn execution(team: &str, automation_id: &str, event_id: &str, received_ms: i64) -> Execution {
+    Execution {
+        id: execution_id(team, event_id, automation_id, received_ms),
+        team: team.to_string(),
+        automation_id: automation_id.to_string(),
+        automation_name: format!("{automation_id} name"),
+        triggered_at: at(received_ms),
+        status: ExecutionStatus::Pending,
+        event: EventRef {
+            event_type: EventType::AddArtifactAlias,
+            id: event_id.to_string(),
+        },
+        action: ActionRecord {
+            kind: "webhook".into(),
+            integration: Some("hook".into()),
+            url: Some("https://hooks.example.com/deploy".into()),
+            payload: Some(json!({"version": "model:v3", "token": "***"})),
+        },
+        attempts: Vec::new(),
+        result: None,
+        template: json!({"version": "${artifact_version_string}", "token": "${HOOK_TOKEN}"}),
+        vars: Map::from_iter([("artifact_version_string".to_string(), json!("model:v3"))]),
+        version: 0,
+        next_attempt_at_ms: None,
+        round_start: 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SecretStore
+// ---------------------------------------------------------------------------------------------
+
+/// Runs the secrets contract against an EMPTY secret store.
+pub async fn secrets_suite(secrets: Arc<dyn SecretStore>) {
+    let s = &*secrets;
+    // GIVEN a secret THEN it reads back, and a rewrite replaces it
+    put_secret(s, "acme", "API_TOKEN", "s3cret").await;
+    assert_eq!(
+        secret(s, "acme", "API_TOKEN").await.as_deref(),
+        Some("s3cret")
+    );
+    put_secret(s, "acme", "API_TOKEN", "rotated").await;
+    assert_eq!(
+        secret(s, "acme", "API_TOKEN").await.as_deref(),
+        Some("rotated")
+    );
+    assert_eq!(secret(s, "acme", "MISSING").await, None);
+
+    // GIVEN more secrets THEN the list gives their names, sorted, and times
+    put_secret(s, "acme", "ZED", "z").await;
+    put_secret(s, "acme", "ALPHA", "a").await;
+    assert_eq!(secret_names(s, "acme").await, ["ALPHA", "API_TOKEN", "ZED"]);
+    let infos = s.list_secrets("acme").await.expect("list_secrets failed");
+    assert!(infos.iter().all(|i| !i.updated_at.is_empty()), "{infos:?}");
+
+    // AND teams do not see each other's secrets
+    assert_eq!(secret(s, "globex", "API_TOKEN").await, None);
+    assert!(secret_names(s, "globex").await.is_empty());
+    put_secret(s, "globex", "API_TOKEN", "globex's").await;
+    assert_eq!(
+        secret(s, "acme", "API_TOKEN").await.as_deref(),
+        Some("rotated")
+    );
+
+    // WHEN one is deleted THEN it is gone (once), in its team only
+    let delete = |team| s.delete_secret(team, "API_TOKEN");
+    assert!(delete("acme").await.expect("delete_secret failed"));
+    assert!(!delete("acme").await.expect("delete_secret failed"));
+    assert_eq!(secret(s, "acme", "API_TOKEN").await, None);
+    assert_eq!(secret_names(s, "acme").await, ["ALPHA", "ZED"]);
+    assert_eq!(
+        secret(s, "globex", "API_TOKEN").await.as_deref(),
+        Some("globex's")
+    );
+
+    // AND any text roundtrips: unicode, quotes, control characters, 16 KiB
+    let unicode = "pässwörd 🔑 秘密 \"quoted\" \\ \n\t end";
+    put_secret(s, "acme", "UNICODE", unicode).await;
+    assert_eq!(secret(s, "acme", "UNICODE").await.as_deref(), Some(unicode));
+    let large: String = (0..16 * 1024)
+        .map(|i| char::from(b'!' + (i % 94) as u8))
+        .collect();
+    put_secret(s, "acme", "LARGE", &large).await;
+    assert_eq!(secret(s, "acme", "LARGE").await, Some(large));
+}
+
+async fn put_secret(secrets: &dyn SecretStore, team: &str, name: &str, value: &str) {
+    let value = SecretValue(value.to_string());
+    if let Err(e) = secrets.put_secret(team, name, &value).await {
+        panic!("put_secret {team}/{name}: {e}");
+    }
+}
+
+async fn secret(secrets: &dyn SecretStore, team: &str, name: &str) -> Option<String> {
+    let value = secrets.get_secret(team, name).await;
+    value
+        .unwrap_or_else(|e| panic!("get_secret {team}/{name}: {e}"))
+        .map(|v| v.0)
+}
+
+async fn secret_names(secrets: &dyn SecretStore, team: &str) -> Vec<String> {
+    let infos = secrets.list_secrets(team).await;
+    infos
+        .unwrap_or_else(|e| panic!("list_secrets {team}: {e}"))
+        .into_iter()
+        .map(|i| i.name)
+        .collect()
+}

@@ -1,0 +1,125 @@
+//! A webhook receiver on 127.0.0.1: records every request and answers with scripted statuses.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use tokio::sync::Notify;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    deliveries: Mutex<Vec<Delivery>>,
+    /// Statuses to answer, in order; 200 once they run out.
+    script: Mutex<VecDeque<(u16, String)>>,
+    arrived: Notify,
+    /// When set, requests are answered one at a time, each after this delay.
+    slow: Option<(Duration, tokio::sync::Mutex<()>)>,
+}
+
+/// The receiver; `url` is where it listens.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    inner: Arc<Inner>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Self::serve(Inner::default()).await
+    }
+
+    /// A receiver that handles one request at a time and takes `delay` for each.
+    pub async fn start_slow(delay: Duration) -> Receiver {
+        Self::serve(Inner {
+            slow: Some((delay, tokio::sync::Mutex::new(()))),
+            ..Inner::default()
+        })
+        .await
+    }
+
+    async fn serve(inner: Inner) -> Receiver {
+        let inner = Arc::new(inner);
+        let app = Router::new().fallback(record).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, inner }
+    }
+
+    /// Answers the next requests with these statuses (and bodies), then 200s.
+    pub fn script(&self, answers: &[(u16, &str)]) {
+        let mut script = self.inner.script.lock().expect("lock");
+        script.extend(answers.iter().map(|(s, b)| (*s, b.to_string())));
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.inner.deliveries.lock().expect("lock").clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.deliveries.lock().expect("lock").len()
+    }
+
+    /// Waits until at least `n` requests arrived, or `timeout`; returns what arrived.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Delivery> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.arrived.notified();
+            if self.count() >= n {
+                return self.deliveries();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.deliveries();
+            }
+        }
+    }
+}
+
+async fn record(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let _one_at_a_time = match &inner.slow {
+        Some((delay, lock)) => {
+            let guard = lock.lock().await;
+            tokio::time::sleep(*delay).await;
+            Some(guard)
+        }
+        None => None,
+    };
+    let answer = inner.script.lock().expect("lock").pop_front();
+    inner.deliveries.lock().expect("lock").push(Delivery {
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    inner.arrived.notify_waiters();
+    let (status, body) = answer.unwrap_or((200, "ok".to_string()));
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
+}
