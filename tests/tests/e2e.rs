@@ -328,7 +328,7 @@ async fn integration_test_sends_one_real_request() {
 async fn sigkill_under_load_loses_no_accepted_event() {
     // GIVEN a server and an automation matching every event, delivering to a slow receiver
     let mut server = Server::start(ServerOptions::default());
-    let receiver = Receiver::start_slow(Duration::from_millis(5)).await;
+    let receiver = Receiver::start_slow(Duration::from_millis(10)).await;
     let api = server.api();
     setup(&server, &receiver).await;
 

@@ -10,7 +10,6 @@ use crate::delivery::guard::OutboundGuard;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Integration {
     pub id: String,
-    #[serde(skip_serializing, default)]
     pub team: String,
     #[serde(rename = "type")]
     pub kind: IntegrationKind,

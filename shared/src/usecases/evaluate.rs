@@ -97,8 +97,9 @@ impl Evaluator {
             } else {
                 report.existing += 1;
             }
-            // A redelivered event re-queues pending executions: the first evaluation may
-            // have stopped between creating them and queueing them.
+            // A redelivered event queues its webhook executions again, created now or not:
+            // the first evaluation may have stopped between creating and queueing them.
+            // Dispatch skips the ones that are no longer pending.
             if execution.status == ExecutionStatus::Pending {
                 let message = ActionMessage {
                     team: execution.team.clone(),

@@ -314,17 +314,30 @@ pub async fn put_secret(
 }
 
 pub async fn delete_secret(engine: &Engine, team: &str, name: &str) -> Result<()> {
-    let users: Vec<String> = engine
+    let mut users: Vec<String> = engine
         .store
         .list_integrations(team)
         .await?
         .into_iter()
         .filter(|i| i.secrets().any(|s| s == name))
-        .map(|i| i.name)
+        .map(|i| format!("integration {}", i.name))
         .collect();
+    users.extend(
+        engine
+            .store
+            .list_automations(team)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.spec
+                    .validate()
+                    .is_ok_and(|refs| refs.secrets.contains(name))
+            })
+            .map(|a| format!("automation {}", a.spec.name)),
+    );
     if !users.is_empty() {
         return Err(Error::Conflict(format!(
-            "secret {name} is used by integrations {}; change them first",
+            "secret {name} is used by {}; change them first",
             users.join(", ")
         )));
     }

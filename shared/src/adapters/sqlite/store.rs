@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use super::{Database, DbError, unix_ms};
@@ -29,13 +31,140 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, DbError> {
+fn decode<T: DeserializeOwned>(body: &str) -> Result<T, DbError> {
     Ok(serde_json::from_str(body)?)
 }
 
-fn with_team<T>(mut item: T, team: &str, set: impl FnOnce(&mut T, String)) -> T {
-    set(&mut item, team.to_string());
-    item
+/// Tables whose rows are JSON bodies keyed by (team, id) with a name unique in the team.
+#[derive(Clone, Copy)]
+enum Table {
+    Automations,
+    Integrations,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Automations => "automations",
+            Table::Integrations => "integrations",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Table::Automations => "automation",
+            Table::Integrations => "integration",
+        }
+    }
+}
+
+impl SqliteStore {
+    async fn get_item<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+        team: &str,
+        id: &str,
+    ) -> StoreResult<Option<T>> {
+        let (team, id) = (team.to_string(), id.to_string());
+        let sql = format!(
+            "SELECT body FROM {} WHERE team = ?1 AND id = ?2",
+            table.name()
+        );
+        Ok(self
+            .db
+            .call(move |c| {
+                let body: Option<String> = c
+                    .prepare_cached(&sql)?
+                    .query_row([&team, &id], |r| r.get(0))
+                    .optional()?;
+                body.map(|b| decode(&b)).transpose()
+            })
+            .await?)
+    }
+
+    async fn list_items<T: DeserializeOwned + Send + 'static>(
+        &self,
+        table: Table,
+        team: &str,
+    ) -> StoreResult<Vec<T>> {
+        let team = team.to_string();
+        let sql = format!(
+            "SELECT body FROM {} WHERE team = ?1 ORDER BY id",
+            table.name()
+        );
+        Ok(self
+            .db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(&sql)?;
+                let bodies = stmt.query_map([team], |r| r.get::<_, String>(0))?;
+                bodies.map(|b| decode(&b?)).collect()
+            })
+            .await?)
+    }
+
+    async fn delete_item(&self, table: Table, team: &str, id: &str) -> StoreResult<bool> {
+        let (team, id) = (team.to_string(), id.to_string());
+        let sql = format!("DELETE FROM {} WHERE team = ?1 AND id = ?2", table.name());
+        Ok(self
+            .db
+            .call(move |c| Ok(c.execute(&sql, [team, id])? > 0))
+            .await?)
+    }
+
+    /// Inserts (`create`) or updates a row; `columns` are the table's extra key columns
+    /// after team, id and name, with their values.
+    async fn put_item<T: Serialize>(
+        &self,
+        table: Table,
+        item: &T,
+        key: (&str, &str, &str),
+        columns: &[(&'static str, String)],
+        create: bool,
+    ) -> StoreResult<()> {
+        let body = serde_json::to_string(item).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (team, id, name) = (key.0.to_string(), key.1.to_string(), key.2.to_string());
+        let names: Vec<&str> = columns.iter().map(|(c, _)| *c).collect();
+        let sql = if create {
+            let marks: Vec<String> = (4..=names.len() + 4).map(|i| format!("?{i}")).collect();
+            format!(
+                "INSERT INTO {} (team, id, name, {}body) VALUES (?1, ?2, ?3, {})",
+                table.name(),
+                names.iter().map(|n| format!("{n}, ")).collect::<String>(),
+                marks.join(", ")
+            )
+        } else {
+            let sets: String = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| format!("{n} = ?{}, ", i + 4))
+                .collect();
+            format!(
+                "UPDATE {} SET name = ?3, {sets}body = ?{} WHERE team = ?1 AND id = ?2",
+                table.name(),
+                names.len() + 4
+            )
+        };
+        let mut values = vec![team, id, name];
+        values.extend(columns.iter().map(|(_, v)| v.clone()));
+        values.push(body);
+        self.db
+            .call(move |c| {
+                let noun = table.noun();
+                match c.execute(&sql, rusqlite::params_from_iter(values.iter())) {
+                    Ok(0) => Ok(Err(StoreError::Conflict(format!(
+                        "{noun} {} does not exist",
+                        values[1]
+                    )))),
+                    Ok(_) => Ok(Ok(())),
+                    Err(e) if is_unique_violation(&e) => Ok(Err(StoreError::Conflict(format!(
+                        "an {noun} named {} exists in this team",
+                        values[2]
+                    )))),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await?
+    }
 }
 
 #[async_trait]
@@ -94,70 +223,31 @@ impl AutomationStore for SqliteStore {
     }
 
     async fn put_automation(&self, automation: &Automation, create: bool) -> StoreResult<()> {
-        let body =
-            serde_json::to_string(automation).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let a = automation.clone();
-        self.db
-            .call(move |c| {
-                let sql = if create {
-                    "INSERT INTO automations (team, id, name, event_type, scope_key, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
-                } else {
-                    "UPDATE automations SET name = ?3, event_type = ?4, scope_key = ?5, body = ?6 WHERE team = ?1 AND id = ?2"
-                };
-                match c.execute(sql, params![a.team, a.id, a.spec.name, a.spec.event.event_type, a.spec.scope.key(), body]) {
-                    Ok(0) => Ok(Err(StoreError::Conflict(format!("automation {} does not exist", a.id)))),
-                    Ok(_) => Ok(Ok(())),
-                    Err(e) if is_unique_violation(&e) => Ok(Err(StoreError::Conflict(format!(
-                        "an automation named {} exists in this team",
-                        a.spec.name
-                    )))),
-                    Err(e) => Err(e.into()),
-                }
-            })
-            .await?
+        let a = automation;
+        let columns = [
+            ("event_type", a.spec.event.event_type.clone()),
+            ("scope_key", a.spec.scope.key()),
+        ];
+        self.put_item(
+            Table::Automations,
+            a,
+            (&a.team, &a.id, &a.spec.name),
+            &columns,
+            create,
+        )
+        .await
     }
 
     async fn get_automation(&self, team: &str, id: &str) -> StoreResult<Option<Automation>> {
-        let (team, id) = (team.to_string(), id.to_string());
-        Ok(self
-            .db
-            .call(move |c| {
-                let body: Option<String> = c
-                    .query_row(
-                        "SELECT body FROM automations WHERE team = ?1 AND id = ?2",
-                        [&team, &id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                body.map(|b| decode(&b)).transpose()
-            })
-            .await?)
+        self.get_item(Table::Automations, team, id).await
     }
 
     async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>> {
-        let team = team.to_string();
-        Ok(self
-            .db
-            .call(move |c| {
-                let mut stmt =
-                    c.prepare_cached("SELECT body FROM automations WHERE team = ?1 ORDER BY id")?;
-                let bodies = stmt.query_map([team], |r| r.get::<_, String>(0))?;
-                bodies.map(|b| decode(&b?)).collect()
-            })
-            .await?)
+        self.list_items(Table::Automations, team).await
     }
 
     async fn delete_automation(&self, team: &str, id: &str) -> StoreResult<bool> {
-        let (team, id) = (team.to_string(), id.to_string());
-        Ok(self
-            .db
-            .call(move |c| {
-                Ok(c.execute(
-                    "DELETE FROM automations WHERE team = ?1 AND id = ?2",
-                    [team, id],
-                )? > 0)
-            })
-            .await?)
+        self.delete_item(Table::Automations, team, id).await
     }
 
     async fn matching_automations(
@@ -187,80 +277,27 @@ impl AutomationStore for SqliteStore {
     }
 
     async fn put_integration(&self, integration: &Integration, create: bool) -> StoreResult<()> {
-        let body =
-            serde_json::to_string(integration).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let i = integration.clone();
-        self.db
-            .call(move |c| {
-                let sql = if create {
-                    "INSERT INTO integrations (team, id, name, body) VALUES (?1, ?2, ?3, ?4)"
-                } else {
-                    "UPDATE integrations SET name = ?3, body = ?4 WHERE team = ?1 AND id = ?2"
-                };
-                match c.execute(sql, params![i.team, i.id, i.name, body]) {
-                    Ok(0) => Ok(Err(StoreError::Conflict(format!(
-                        "integration {} does not exist",
-                        i.id
-                    )))),
-                    Ok(_) => Ok(Ok(())),
-                    Err(e) if is_unique_violation(&e) => Ok(Err(StoreError::Conflict(format!(
-                        "an integration named {} exists in this team",
-                        i.name
-                    )))),
-                    Err(e) => Err(e.into()),
-                }
-            })
-            .await?
+        let i = integration;
+        self.put_item(
+            Table::Integrations,
+            i,
+            (&i.team, &i.id, &i.name),
+            &[],
+            create,
+        )
+        .await
     }
 
     async fn get_integration(&self, team: &str, id: &str) -> StoreResult<Option<Integration>> {
-        let (team, id) = (team.to_string(), id.to_string());
-        Ok(self
-            .db
-            .call(move |c| {
-                let body: Option<String> = c
-                    .query_row(
-                        "SELECT body FROM integrations WHERE team = ?1 AND id = ?2",
-                        [&team, &id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                body.map(|b| {
-                    decode::<Integration>(&b).map(|i| with_team(i, &team, |i, t| i.team = t))
-                })
-                .transpose()
-            })
-            .await?)
+        self.get_item(Table::Integrations, team, id).await
     }
 
     async fn list_integrations(&self, team: &str) -> StoreResult<Vec<Integration>> {
-        let team = team.to_string();
-        Ok(self
-            .db
-            .call(move |c| {
-                let mut stmt =
-                    c.prepare_cached("SELECT body FROM integrations WHERE team = ?1 ORDER BY id")?;
-                let bodies = stmt.query_map([&team], |r| r.get::<_, String>(0))?;
-                bodies
-                    .map(|b| {
-                        decode::<Integration>(&b?).map(|i| with_team(i, &team, |i, t| i.team = t))
-                    })
-                    .collect()
-            })
-            .await?)
+        self.list_items(Table::Integrations, team).await
     }
 
     async fn delete_integration(&self, team: &str, id: &str) -> StoreResult<bool> {
-        let (team, id) = (team.to_string(), id.to_string());
-        Ok(self
-            .db
-            .call(move |c| {
-                Ok(c.execute(
-                    "DELETE FROM integrations WHERE team = ?1 AND id = ?2",
-                    [team, id],
-                )? > 0)
-            })
-            .await?)
+        self.delete_item(Table::Integrations, team, id).await
     }
 
     async fn seen_events(&self, team: &str, ids: &[String]) -> StoreResult<HashSet<String>> {
