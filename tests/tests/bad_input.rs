@@ -342,6 +342,8 @@ async fn hostile_integration_urls_and_secrets_are_refused() {
         ("http://localhost:9000/hook", "localhost"),
         ("http://LOCALHOST./hook", "localhost"),
         ("http://10.0.0.1/hook", "private"),
+        ("http://8.8.8.8/hook", "8.8.8.8"),
+        ("http://167772161/", "10.0.0.1"),
         ("http://169.254.169.254/latest/meta-data", "169.254"),
         ("http://[::ffff:a9fe:a9fe]/", "169.254"),
         ("http://0x0a000001/", "10.0.0.1"),

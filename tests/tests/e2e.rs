@@ -294,8 +294,29 @@ async fn run_state_and_team_scope_automations_fire_on_their_events_only() {
         .await;
     assert_eq!(list[0]["status"], "FINISHED");
     assert_eq!(list[0]["action"]["type"], "no_op");
+
+    // A disabled automation does not fire; enabled again, it does. The paging webhook,
+    // queued in the same batch, tells when the batch was evaluated.
+    let path = format!("/v1/teams/acme/automations/{noop}");
+    let link = |id: &str| json!({"id": id, "event_type": "LINK_ARTIFACT", "project": "detector", "artifact": {"collection": "ds", "version": id}});
+    api.expect(200, "PATCH", &path, Some(json!({"enabled": false})))
+        .await;
+    api.events(
+        "acme",
+        json!({"events": [link("e"), run("g", "FAILED", "bob")]}),
+    )
+    .await;
+    assert_eq!(receiver.wait_for(2, WAIT).await.len(), 2);
+    api.expect(200, "PATCH", &path, Some(json!({"enabled": true})))
+        .await;
+    api.events("acme", link("f")).await;
+    let list = api
+        .wait_executions("acme", &noop, WAIT, |l| l.len() >= 2)
+        .await;
+    let fired: Vec<_> = list.iter().map(|e| e["event"]["id"].clone()).collect();
+    assert_eq!(fired, vec![json!("f"), json!("d")]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(receiver.count(), 1);
+    assert_eq!(receiver.count(), 2);
 }
 
 #[tokio::test]
