@@ -21,5 +21,6 @@ pub fn settings_from_env() -> Result<Settings, String> {
     Ok(Settings {
         retry,
         guard: Arc::new(OutboundGuard::new(allow)),
+        sole_instance: None,
     })
 }

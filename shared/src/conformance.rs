@@ -905,11 +905,12 @@ fn integration(team: &str, id: &str, name: &str) -> Integration {
 /// A pending execution of `automation_id` on `event_id`, received at `received_ms`.
 fn execution(team: &str, automation_id: &str, event_id: &str, received_ms: i64) -> Execution {
     Execution {
-        id: execution_id(team, event_id, automation_id, received_ms),
+        id: execution_id(team, event_id, automation_id),
         team: team.to_string(),
         automation_id: automation_id.to_string(),
         automation_name: format!("{automation_id} name"),
         triggered_at: at(received_ms),
+        triggered_at_ms: received_ms,
         status: ExecutionStatus::Pending,
         event: EventRef {
             event_type: EventType::AddArtifactAlias,
@@ -927,6 +928,7 @@ fn execution(team: &str, automation_id: &str, event_id: &str, received_ms: i64) 
         vars: Map::from_iter([("artifact_version_string".to_string(), json!("model:v3"))]),
         version: 0,
         next_attempt_at_ms: None,
+        claimed_by: None,
         round_start: 0,
     }
 }

@@ -30,6 +30,7 @@ pub struct LocalRuntime {
     pub engine: Engine,
     pub events: Arc<SqliteQueue>,
     pub actions: Arc<SqliteQueue>,
+    db: Database,
     /// Held while the runtime lives: one process per data directory.
     _lock: std::fs::File,
 }
@@ -39,7 +40,7 @@ impl LocalRuntime {
     pub fn open(
         data_dir: &Path,
         secrets_key: Option<PathBuf>,
-        settings: Settings,
+        mut settings: Settings,
     ) -> Result<Self, String> {
         let lock_path = data_dir.join("lock");
         let lock = std::fs::File::create(&lock_path)
@@ -50,6 +51,7 @@ impl LocalRuntime {
                 data_dir.display()
             )
         })?;
+        settings.sole_instance = Some(crate::domain::ids::new_id());
         let db = Database::open(&data_dir.join("automations.db"))
             .map_err(|e| format!("{}: {e}", data_dir.display()))?;
         let key_path = secrets_key.unwrap_or_else(|| data_dir.join("secrets.key"));
@@ -75,7 +77,7 @@ impl LocalRuntime {
             .map_err(|e| format!("HTTP client: {e}"))?;
         let engine = Engine {
             store: Arc::new(SqliteStore::new(db.clone(), clock.clone())),
-            secrets: Arc::new(SqliteSecrets::new(db, &key, clock.clone())),
+            secrets: Arc::new(SqliteSecrets::new(db.clone(), &key, clock.clone())),
             events: events.clone(),
             actions: actions.clone(),
             sender: Arc::new(sender),
@@ -86,6 +88,7 @@ impl LocalRuntime {
             engine,
             events,
             actions,
+            db,
             _lock: lock,
         })
     }
@@ -111,8 +114,25 @@ impl LocalRuntime {
     pub async fn run_workers(&self, shutdown: watch::Receiver<bool>) {
         let mut workers = JoinSet::new();
         workers.spawn(evaluate_worker(self.engine.clone(), shutdown.clone()));
+        workers.spawn(checkpoint_worker(self.db.clone(), shutdown.clone()));
         workers.spawn(dispatch_worker(self.engine.clone(), shutdown));
         while workers.join_next().await.is_some() {}
+    }
+}
+
+/// Checkpoints the write-ahead log every second, and once more at shutdown.
+async fn checkpoint_worker(db: Database, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => false,
+            _ = shutdown.changed() => true,
+        };
+        if let Err(e) = db.checkpoint().await {
+            tracing::warn!(error = %e, "checkpoint failed; the write-ahead log keeps growing until one succeeds");
+        }
+        if stopping || *shutdown.borrow() {
+            return;
+        }
     }
 }
 

@@ -164,6 +164,8 @@ pub struct Response {
     /// `None` when no response arrived (timeout, refused by the guard, connection error).
     pub status: Option<u16>,
     pub body: String,
+    /// The body was longer than what was read.
+    pub truncated: bool,
     pub retry_after: Option<Duration>,
     pub error: Option<String>,
     /// The outbound guard refused the destination: retrying will not help.

@@ -80,6 +80,11 @@ async fn keys_are_required_and_checked() {
     assert_error(status, &body, 404, None, "team nobody does not exist");
     let (status, body) = server.api().call("DELETE", "/v1/teams", None).await;
     assert_error(status, &body, 405, None, "method");
+    let (status, body) = server
+        .api()
+        .call("GET", "/v1/teams/%FF%FE/automations", None)
+        .await;
+    assert_error(status, &body, 400, None, "UTF-8");
     let (status, body) = server.api().call("GET", "/v2/nothing", None).await;
     assert_error(status, &body, 404, None, "route");
 }

@@ -59,10 +59,17 @@ impl GuardedClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let mut body = Vec::new();
-        while body.len() < MAX_RESPONSE_BYTES {
+        let mut truncated = false;
+        loop {
             match response.chunk().await {
-                Ok(Some(chunk)) => body
-                    .extend_from_slice(&chunk[..chunk.len().min(MAX_RESPONSE_BYTES - body.len())]),
+                Ok(Some(chunk)) => {
+                    let room = MAX_RESPONSE_BYTES - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if chunk.len() > room {
+                        truncated = true;
+                        break;
+                    }
+                }
                 Ok(None) => break,
                 // The status arrived; a body cut short does not change the verdict.
                 Err(_) => break,
@@ -71,6 +78,7 @@ impl GuardedClient {
         Ok(Response {
             status: Some(status),
             body: String::from_utf8_lossy(&body).into_owned(),
+            truncated,
             retry_after,
             ..Response::default()
         })
@@ -78,7 +86,7 @@ impl GuardedClient {
 
     fn describe(&self, error: reqwest::Error) -> Response {
         if let Some(refusal) = find_guard_error(&error) {
-            return failure(refusal.to_string(), true);
+            return failure(refusal.to_string(), !refusal.is_transient());
         }
         let message = if error.is_timeout() {
             format!("no response within {} s", self.timeout.as_secs_f32())

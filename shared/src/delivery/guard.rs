@@ -293,6 +293,17 @@ pub fn parse_allow_networks(spec: &str) -> Result<Vec<IpNet>, GuardError> {
 
 /// Finds a [`GuardError`] in an error or anywhere in its source chain, e.g. inside a
 /// `reqwest::Error` produced by a client that uses [`GuardedResolver`].
+impl GuardError {
+    /// Whether the same request can succeed later: a lookup that failed or came back empty
+    /// can; a refused destination cannot.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            GuardError::ResolutionFailed { .. } | GuardError::EmptyResolution { .. }
+        )
+    }
+}
+
 pub fn find_guard_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a GuardError> {
     let mut current = Some(err);
     while let Some(e) = current {

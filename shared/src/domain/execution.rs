@@ -67,6 +67,8 @@ pub struct Execution {
     pub automation_id: String,
     pub automation_name: String,
     pub triggered_at: String,
+    /// `triggered_at` in unix milliseconds: executions are listed by it.
+    pub triggered_at_ms: i64,
     pub status: ExecutionStatus,
     pub event: EventRef,
     pub action: ActionRecord,
@@ -82,6 +84,9 @@ pub struct Execution {
     /// Index of the first attempt of the current round (a manual retry starts a new one).
     #[serde(default)]
     pub round_start: usize,
+    /// Who holds the claim to make the current attempt (until `next_attempt_at_ms`).
+    #[serde(default)]
+    pub claimed_by: Option<String>,
 }
 
 impl Execution {

@@ -21,14 +21,9 @@ pub fn new_api_key(prefix: &str) -> String {
     )
 }
 
-/// The execution id of `automation_id` firing on `event_id`: a ULID whose time part is the
-/// moment the event was received and whose random part is a hash of the triple.
-pub fn execution_id(
-    team: &str,
-    event_id: &str,
-    automation_id: &str,
-    received_at_ms: i64,
-) -> String {
+/// The execution id of `automation_id` firing on `event_id`: derived from the triple alone,
+/// so however often (or concurrently) an event is delivered, it names one execution.
+pub fn execution_id(team: &str, event_id: &str, automation_id: &str) -> String {
     let digest = Sha256::new()
         .chain_update(team.as_bytes())
         .chain_update([0])
@@ -36,10 +31,11 @@ pub fn execution_id(
         .chain_update([0])
         .chain_update(automation_id.as_bytes())
         .finalize();
-    let mut random = [0u8; 16];
-    random[6..].copy_from_slice(&digest[..10]);
-    let ulid = Ulid::from_parts(received_at_ms.max(0) as u64, u128::from_be_bytes(random));
-    ulid.to_string().to_ascii_lowercase()
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Ulid(u128::from_be_bytes(bytes))
+        .to_string()
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -48,18 +44,12 @@ mod tests {
 
     #[test]
     fn execution_ids_are_deterministic_and_distinct() {
-        let a = execution_id("acme", "e1", "a1", 1_700_000_000_000);
-        assert_eq!(a, execution_id("acme", "e1", "a1", 1_700_000_000_000));
-        assert_ne!(a, execution_id("acme", "e1", "a2", 1_700_000_000_000));
-        assert_ne!(a, execution_id("acme", "e2", "a1", 1_700_000_000_000));
-        assert_ne!(a, execution_id("other", "e1", "a1", 1_700_000_000_000));
+        let a = execution_id("acme", "e1", "a1");
+        assert_eq!(a, execution_id("acme", "e1", "a1"));
+        assert_ne!(a, execution_id("acme", "e1", "a2"));
+        assert_ne!(a, execution_id("acme", "e2", "a1"));
+        assert_ne!(a, execution_id("other", "e1", "a1"));
+        assert_ne!(execution_id("a", "bc", "d"), execution_id("ab", "c", "d"));
         assert_eq!(a.len(), 26);
-    }
-
-    #[test]
-    fn execution_ids_sort_by_receive_time() {
-        let early = execution_id("acme", "zzz", "a1", 1_000);
-        let late = execution_id("acme", "aaa", "a1", 2_000);
-        assert!(early < late);
     }
 }

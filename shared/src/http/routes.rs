@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -112,6 +113,20 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Path parameters; a rejection (e.g. invalid percent-encoding) is a JSON error too.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))
+    }
+}
+
 /// A JSON request body of at most 1 MiB; errors are JSON too.
 pub struct JsonBody(pub Value);
 
@@ -205,13 +220,13 @@ async fn list_teams(State(s): State<AppState>) -> ApiResult {
     Ok(Json(json!({ "teams": teams })).into_response())
 }
 
-async fn get_team(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+async fn get_team(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult {
     Ok(Json(json!(manage::team(&s.engine, &name).await?)).into_response())
 }
 
 async fn post_events(
     State(s): State<AppState>,
-    Path(t): Path<String>,
+    ApiPath(t): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -222,7 +237,7 @@ async fn post_events(
 
 async fn create_automation(
     State(s): State<AppState>,
-    Path(t): Path<String>,
+    ApiPath(t): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -230,7 +245,7 @@ async fn create_automation(
     Ok(created(automation.public_view()))
 }
 
-async fn list_automations(State(s): State<AppState>, Path(t): Path<String>) -> ApiResult {
+async fn list_automations(State(s): State<AppState>, ApiPath(t): ApiPath<String>) -> ApiResult {
     team(&s, &t).await?;
     let list = s
         .engine
@@ -244,7 +259,7 @@ async fn list_automations(State(s): State<AppState>, Path(t): Path<String>) -> A
 
 async fn get_automation(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
     Ok(Json(
@@ -257,7 +272,7 @@ async fn get_automation(
 
 async fn replace_automation(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -272,7 +287,7 @@ async fn replace_automation(
 
 async fn patch_automation(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -287,7 +302,7 @@ async fn patch_automation(
 
 async fn delete_automation(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
     manage::delete_automation(&s.engine, &t, &id).await?;
@@ -302,7 +317,7 @@ struct Page {
 
 async fn list_executions(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
     page: Result<Query<Page>, QueryRejection>,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -327,7 +342,7 @@ async fn list_executions(
 
 async fn create_integration(
     State(s): State<AppState>,
-    Path(t): Path<String>,
+    ApiPath(t): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -337,7 +352,7 @@ async fn create_integration(
     )))
 }
 
-async fn list_integrations(State(s): State<AppState>, Path(t): Path<String>) -> ApiResult {
+async fn list_integrations(State(s): State<AppState>, ApiPath(t): ApiPath<String>) -> ApiResult {
     team(&s, &t).await?;
     let list = s
         .engine
@@ -350,7 +365,7 @@ async fn list_integrations(State(s): State<AppState>, Path(t): Path<String>) -> 
 
 async fn get_integration(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
     Ok(Json(json!(manage::get_integration(&s.engine, &t, &id).await?)).into_response())
@@ -358,7 +373,7 @@ async fn get_integration(
 
 async fn replace_integration(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -371,7 +386,7 @@ async fn replace_integration(
 
 async fn delete_integration(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
     manage::delete_integration(&s.engine, &t, &id).await?;
@@ -386,7 +401,7 @@ struct TestRequest {
 
 async fn test_integration(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -398,7 +413,7 @@ async fn test_integration(
     Ok(Json(manage::test_integration(&s.engine, &t, &id, request.payload).await?).into_response())
 }
 
-async fn list_secrets(State(s): State<AppState>, Path(t): Path<String>) -> ApiResult {
+async fn list_secrets(State(s): State<AppState>, ApiPath(t): ApiPath<String>) -> ApiResult {
     team(&s, &t).await?;
     let list = s
         .engine
@@ -417,7 +432,7 @@ struct SecretInput {
 
 async fn put_secret(
     State(s): State<AppState>,
-    Path((t, name)): Path<(String, String)>,
+    ApiPath((t, name)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
@@ -430,7 +445,7 @@ async fn put_secret(
 
 async fn delete_secret(
     State(s): State<AppState>,
-    Path((t, name)): Path<(String, String)>,
+    ApiPath((t, name)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
     manage::delete_secret(&s.engine, &t, &name).await?;
@@ -439,7 +454,7 @@ async fn delete_secret(
 
 async fn get_execution(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
     Ok(Json(
@@ -452,7 +467,7 @@ async fn get_execution(
 
 async fn retry_execution(
     State(s): State<AppState>,
-    Path((t, id)): Path<(String, String)>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
     let execution = manage::retry_execution(&s.engine, &t, &id).await?;

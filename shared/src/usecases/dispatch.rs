@@ -18,6 +18,9 @@ use crate::domain::integration::Integration;
 use crate::domain::template::{self, Var};
 use crate::ports::{Outbound, Response, SecretValue, StoreError};
 
+/// How long a claim on an attempt lasts: longer than one attempt can take.
+pub const CLAIM: Duration = Duration::from_secs(60);
+
 /// How much of a response body an execution record keeps.
 pub const RECORDED_BODY_BYTES: usize = 1024;
 
@@ -50,13 +53,32 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         return Ok(Outcome::Done);
     }
     let now_ms = millis(engine);
+    let settings = &engine.settings;
+    let void_claim = settings.sole_instance.is_some()
+        && execution.claimed_by.is_some()
+        && execution.claimed_by != settings.sole_instance;
     if let Some(due) = execution
         .next_attempt_at_ms
         .filter(|due| *due > now_ms + 50)
+        && !void_claim
     {
         return Ok(Outcome::RetryAfter(Duration::from_millis(
             (due - now_ms) as u64,
         )));
+    }
+    // Claim the attempt before making it: a duplicate message for this execution (a
+    // redelivered event queues one) now waits for the claim instead of sending twice.
+    execution.next_attempt_at_ms = Some(now_ms + CLAIM.as_millis() as i64);
+    execution.claimed_by = Some(
+        settings
+            .sole_instance
+            .clone()
+            .unwrap_or_else(|| "dispatch".into()),
+    );
+    match engine.store.update_execution(&mut execution).await {
+        Ok(()) => execution.claimed_by = None,
+        Err(StoreError::Stale) => return Ok(Outcome::Done),
+        Err(e) => return Err(e.into()),
     }
     let integration_id = execution.action.integration.clone().unwrap_or_default();
     let integration = match engine
@@ -100,8 +122,8 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
     };
     let started = engine.clock.now();
     let response = engine.sender.send(prepared.request).await;
-    let redact = |text: &str| redact(text, &prepared.secret_values);
-    let error = response.error.as_deref().map(redact);
+    let secrets = &prepared.secret_values;
+    let error = response.error.as_deref().map(|e| redact(e, secrets, false));
     execution.attempts.push(Attempt {
         at: format_time(started),
         status_code: response.status,
@@ -115,9 +137,10 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
     };
     let result = ExecutionResult {
         status_code: response.status,
-        body: response
-            .status
-            .map(|_| redact(truncate(&response.body, RECORDED_BODY_BYTES))),
+        body: response.status.map(|_| {
+            let body = redact(&response.body, secrets, response.truncated);
+            truncate(&body, RECORDED_BODY_BYTES).to_string()
+        }),
         error: error.clone(),
     };
     let outcome = match verdict {
@@ -271,7 +294,15 @@ async fn finish_without_attempt(
     }
 }
 
-async fn disable(engine: &Engine, mut integration: Integration) -> Result<()> {
+/// Disables the integration after a 410, unless it was changed to another URL meanwhile
+/// (the read is fresh: a delivery can take seconds, and a user may have edited it).
+async fn disable(engine: &Engine, sent: Integration) -> Result<()> {
+    let Some(mut integration) = engine.store.get_integration(&sent.team, &sent.id).await? else {
+        return Ok(());
+    };
+    if integration.url != sent.url {
+        return Ok(());
+    }
     tracing::warn!(integration = %integration.id, "receiver answered 410 Gone; integration disabled");
     integration.enabled = false;
     integration.disabled_reason = Some("the receiver answered 410 Gone".into());
@@ -284,14 +315,38 @@ fn millis(engine: &Engine) -> i64 {
     (engine.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Replaces every secret value in `text` with `***`.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    secrets
+/// Replaces every secret value in `text` with `***`, longest first so that a secret inside
+/// another leaves nothing behind. When `cut` (the text was read up to a limit and may end
+/// inside a secret), a tail that begins a secret is masked too.
+pub fn redact(text: &str, secrets: &[String], cut: bool) -> String {
+    let mut secrets: Vec<&str> = secrets
         .iter()
-        .fold(text.to_string(), |acc, s| acc.replace(s.as_str(), "***"))
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = secrets
+        .iter()
+        .fold(text.to_string(), |acc, s| acc.replace(s, "***"));
+    if cut && let Some(start) = secrets.iter().filter_map(|s| partial_tail(&out, s)).min() {
+        out.truncate(start);
+        out.push_str("***");
+    }
+    out
 }
 
-fn truncate(text: &str, max: usize) -> &str {
+/// Where the longest tail of `text` that is a proper prefix of `secret` starts.
+fn partial_tail(text: &str, secret: &str) -> Option<usize> {
+    (1..secret.len()).rev().find_map(|k| {
+        let start = text.len().checked_sub(k)?;
+        let matches = text.is_char_boundary(start)
+            && secret.is_char_boundary(k)
+            && text[start..] == secret[..k];
+        matches.then_some(start)
+    })
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
     }
@@ -308,11 +363,29 @@ mod tests {
 
     #[test]
     fn redact_hides_every_secret_occurrence() {
-        let out = redact(
-            "token=abc123 again abc123 and xyz",
-            &["abc123".into(), "xyz".into()],
-        );
+        let secrets = ["abc123".to_string(), "xyz".to_string()];
+        let out = redact("token=abc123 again abc123 and xyz", &secrets, false);
         assert_eq!(out, "token=*** again *** and ***");
+    }
+
+    #[test]
+    fn redact_replaces_longer_secrets_first() {
+        let secrets = ["tok".to_string(), "tok-and-more".to_string()];
+        assert_eq!(redact("x tok-and-more y", &secrets, false), "x *** y");
+    }
+
+    #[test]
+    fn redact_masks_a_secret_cut_at_the_end_of_a_truncated_body() {
+        let secrets = ["ghp_0123456789".to_string()];
+        assert_eq!(
+            redact("echo: Bearer ghp_0123", &secrets, true),
+            "echo: Bearer ***"
+        );
+        assert_eq!(
+            redact("echo: Bearer ghp_0123", &secrets, false),
+            "echo: Bearer ghp_0123"
+        );
+        assert_eq!(redact("nothing to hide", &secrets, true), "nothing to hide");
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Evaluator {
 
 /// The execution of `automation` firing on `event`.
 pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
-    let id = execution_id(&event.team, &event.id, &automation.id, event.received_at_ms);
+    let id = execution_id(&event.team, &event.id, &automation.id);
     let vars = variables(event, &automation.spec.name, &id);
     let action = &automation.spec.action;
     let (status, template, record) = match action.kind.as_str() {
@@ -159,6 +159,7 @@ pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
         automation_id: automation.id.clone(),
         automation_name: automation.spec.name.clone(),
         triggered_at: format_millis(event.received_at_ms),
+        triggered_at_ms: event.received_at_ms,
         status,
         event: EventRef {
             event_type: event.event_type,
@@ -171,6 +172,7 @@ pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
         vars,
         version: 0,
         next_attempt_at_ms: None,
+        claimed_by: None,
         round_start: 0,
     }
 }

@@ -4,7 +4,6 @@ use serde_json::{Map, Value, json};
 
 use super::dispatch::{prepare, redact};
 use super::{ActionMessage, Engine, Error, Result};
-use crate::delivery::client::MAX_RESPONSE_BYTES;
 use crate::domain::Invalid;
 use crate::domain::automation::{Automation, AutomationInput};
 use crate::domain::event::format_time;
@@ -279,13 +278,11 @@ pub async fn test_integration(
     };
     let response = engine.sender.send(prepared.request).await;
     let ok = response.status.is_some_and(|s| (200..300).contains(&s));
-    let body = response.status.map(|_| {
-        redact(
-            &response.body[..response.body.len().min(MAX_RESPONSE_BYTES)],
-            &prepared.secret_values,
-        )
-    });
-    let error = response.error.map(|e| redact(&e, &prepared.secret_values));
+    let secrets = &prepared.secret_values;
+    let body = response
+        .status
+        .map(|_| redact(&response.body, secrets, response.truncated));
+    let error = response.error.map(|e| redact(&e, secrets, false));
     Ok(json!({"ok": ok, "status": response.status, "body": body, "error": error}))
 }
 
@@ -372,9 +369,11 @@ pub async fn retry_execution(engine: &Engine, team: &str, id: &str) -> Result<Ex
             execution.action.kind
         )));
     }
+    let before = execution.clone();
     execution.status = ExecutionStatus::Pending;
     execution.result = None;
     execution.next_attempt_at_ms = None;
+    execution.claimed_by = None;
     execution.round_start = execution.attempts.len();
     engine.store.update_execution(&mut execution).await?;
     let message = ActionMessage {
@@ -383,7 +382,17 @@ pub async fn retry_execution(engine: &Engine, team: &str, id: &str) -> Result<Ex
     };
     let body =
         serde_json::to_string(&message).map_err(|e| Error::Queue(QueueError(e.to_string())))?;
-    engine.actions.send_batch(&[body]).await?;
+    if let Err(e) = engine.actions.send_batch(&[body]).await {
+        // Not queued: put the execution back as it was, so that it can be retried again.
+        let mut restore = Execution {
+            version: execution.version,
+            ..before
+        };
+        if let Err(restore_error) = engine.store.update_execution(&mut restore).await {
+            tracing::error!(execution = %id, error = %restore_error, "could not restore an execution whose retry was not queued");
+        }
+        return Err(e.into());
+    }
     Ok(execution)
 }
 

@@ -31,6 +31,10 @@ pub struct Engine {
 pub struct Settings {
     pub retry: RetrySchedule,
     pub guard: Arc<OutboundGuard>,
+    /// Set (to this process's id) when this process is the only one using the store, as
+    /// the local runtime is behind its data-directory lock: claims on executions made by
+    /// earlier processes are then void, since those processes are gone.
+    pub sole_instance: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,9 @@ impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Error::Conflict(m),
+            StoreError::Stale => Error::Conflict(
+                "it was changed at the same time by another request; try again".into(),
+            ),
             other => Error::Store(other),
         }
     }

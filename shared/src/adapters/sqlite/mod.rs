@@ -8,7 +8,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
@@ -54,11 +54,12 @@ CREATE TABLE IF NOT EXISTS executions (
     team TEXT NOT NULL,
     id TEXT NOT NULL,
     automation_id TEXT NOT NULL,
+    triggered_ms INTEGER NOT NULL,
     version INTEGER NOT NULL,
     body TEXT NOT NULL,
     PRIMARY KEY (team, id)
 );
-CREATE INDEX IF NOT EXISTS executions_by_automation ON executions (team, automation_id, id);
+CREATE INDEX IF NOT EXISTS executions_by_automation ON executions (team, automation_id, triggered_ms, id);
 CREATE TABLE IF NOT EXISTS secrets (
     team TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -85,6 +86,7 @@ CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue_messages (queue, visible
 #[derive(Clone)]
 pub struct Database {
     conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,32 +121,44 @@ impl Database {
     /// Opens (creating if needed) the database file and its schema.
     pub fn open(path: &Path) -> Result<Self, DbError> {
         let conn = Connection::open(path)?;
-        Self::setup(conn)
-    }
-
-    /// A private in-memory database, for tests.
-    pub fn in_memory() -> Result<Self, DbError> {
-        Self::setup(Connection::open_in_memory()?)
-    }
-
-    fn setup(conn: Connection) -> Result<Self, DbError> {
         // WAL with synchronous=NORMAL survives a killed process (not a power cut) without
         // an fsync per commit.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Commits never checkpoint (that is where the fsyncs are): `checkpoint` does.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Copies the write-ahead log into the database file, on a connection of its own so
+    /// that statements go on meanwhile.
+    pub async fn checkpoint(&self) -> Result<(), DbError> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open(path)?;
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| DbError(format!("database task failed: {e}")))?
+    }
+
+    /// Runs `f` with the connection: right here when the connection is free (statements
+    /// take microseconds, and checkpoints, the slow part, run elsewhere), else on the
+    /// blocking pool so that waiting for it never blocks the async workers.
     pub async fn call<R, F>(&self, f: F) -> Result<R, DbError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<R, DbError> + Send + 'static,
     {
+        if let Ok(mut guard) = self.conn.try_lock() {
+            return f(&mut guard);
+        }
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());

@@ -364,6 +364,7 @@ impl AutomationStore for SqliteStore {
                     e.team.clone(),
                     e.id.clone(),
                     e.automation_id.clone(),
+                    e.triggered_at_ms,
                     e.version,
                     serde_json::to_string(e)?,
                 ))
@@ -377,11 +378,12 @@ impl AutomationStore for SqliteStore {
                 let mut created = Vec::with_capacity(rows.len());
                 {
                     let mut stmt = tx.prepare_cached(
-                        "INSERT INTO executions (team, id, automation_id, version, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT DO NOTHING",
+                        "INSERT INTO executions (team, id, automation_id, triggered_ms, version, body)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
                     )?;
-                    for (team, id, automation, version, body) in &rows {
-                        created.push(stmt.execute(params![team, id, automation, *version as i64, body])? > 0);
+                    for (team, id, automation, triggered, version, body) in &rows {
+                        let values = params![team, id, automation, triggered, *version as i64, body];
+                        created.push(stmt.execute(values)? > 0);
                     }
                 }
                 tx.commit()?;
@@ -434,15 +436,21 @@ impl AutomationStore for SqliteStore {
         before: Option<&str>,
     ) -> StoreResult<Vec<Execution>> {
         let (team, automation) = (team.to_string(), automation_id.to_string());
-        // Ids are ULIDs: their order is their time order.
-        let before = before.map_or_else(|| "~".to_string(), str::to_string);
+        let before = before.map(str::to_string);
         Ok(self
             .db
             .call(move |c| {
+                // Newest first; a page starts after the execution named by `before`.
                 let mut stmt = c.prepare_cached(
-                    "SELECT body FROM executions WHERE team = ?1 AND automation_id = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+                    "SELECT body FROM executions WHERE team = ?1 AND automation_id = ?2
+                     AND (?3 IS NULL OR (triggered_ms, id) <
+                          (SELECT triggered_ms, id FROM executions WHERE team = ?1 AND id = ?3))
+                     ORDER BY triggered_ms DESC, id DESC LIMIT ?4",
                 )?;
-                let bodies = stmt.query_map(params![team, automation, before, limit as i64], |r| r.get::<_, String>(0))?;
+                let bodies = stmt
+                    .query_map(params![team, automation, before, limit as i64], |r| {
+                        r.get::<_, String>(0)
+                    })?;
                 bodies.map(|b| decode(&b?)).collect()
             })
             .await?)

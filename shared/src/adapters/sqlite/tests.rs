@@ -162,7 +162,8 @@ async fn secrets_key_file_is_created_private_and_read_back() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert_eq!(meta.len(), 32);
     // AND both loads are the same key: what one seals, the other opens
-    let db = Database::in_memory().unwrap();
+    let file = DbFile::new();
+    let db = file.db.clone();
     let sealer = SqliteSecrets::new(db.clone(), &created, system_clock());
     sealer
         .put_secret("acme", "K", &SecretValue("v".into()))
