@@ -40,6 +40,15 @@ impl Invalid {
     }
 }
 
+/// Deserializes a JSON value; the error names the field that did not fit.
+pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, Invalid> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        Invalid::new(path, e.into_inner().to_string())
+    })
+}
+
 /// Checks a name used in a URL path or a scope: 1–128 of `[A-Za-z0-9._-]`, not starting with a dot.
 pub fn check_name(field: &str, value: &str) -> Result<(), Invalid> {
     let ok = !value.is_empty()

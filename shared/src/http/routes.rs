@@ -15,9 +15,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, MAX_BODY_BYTES, parse_json};
+use super::{ApiError, MAX_BODY_BYTES};
 use crate::domain::Invalid;
 use crate::domain::automation::AutomationInput;
+use crate::domain::from_json;
 use crate::domain::integration::IntegrationInput;
 use crate::usecases::ingest::{ingest, parse_events};
 use crate::usecases::{Engine, manage};
@@ -186,7 +187,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: Value) -> ApiResult<T> {
     if body.is_null() {
         return Err(Invalid::new("", "a JSON body is required").into());
     }
-    Ok(parse_json(body)?)
+    Ok(from_json(body)?)
 }
 
 async fn team(state: &AppState, name: &str) -> ApiResult<()> {

@@ -8,9 +8,9 @@ use serde_json::Value;
 use time::Duration;
 
 use super::{Engine, Error, Result};
-use crate::domain::Invalid;
 use crate::domain::event::{Event, EventInput, MAX_BATCH};
 use crate::domain::ids::new_id;
+use crate::domain::{Invalid, from_json};
 
 /// How long an event id is remembered for de-duplication.
 pub const DEDUP_WINDOW: Duration = Duration::days(7);
@@ -27,11 +27,7 @@ pub struct IngestReport {
 pub fn parse_events(engine: &Engine, team: &str, body: Value) -> Result<Vec<Event>, Invalid> {
     let now = engine.clock.now();
     let parse_one = |value: Value, prefix: &str| -> Result<Event, Invalid> {
-        let input: EventInput = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            Invalid::new(path, e.into_inner().to_string()).within(prefix)
-        })?;
+        let input: EventInput = from_json(value).map_err(|e| e.within(prefix))?;
         input
             .validate(team, new_id(), now)
             .map_err(|e| e.within(prefix))

@@ -4,13 +4,13 @@ use serde_json::{Map, Value, json};
 
 use super::dispatch::{prepare, redact};
 use super::{ActionMessage, Engine, Error, Result};
-use crate::domain::Invalid;
 use crate::domain::automation::{Automation, AutomationInput};
 use crate::domain::event::format_time;
 use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::ids::new_id;
 use crate::domain::integration::{Integration, IntegrationInput};
 use crate::domain::template::is_secret_name;
+use crate::domain::{Invalid, from_json};
 use crate::ports::{QueueError, SecretInfo, SecretValue, Team};
 
 /// Largest secret value.
@@ -107,7 +107,7 @@ pub async fn patch_automation(
         _ => Map::new(),
     };
     merged.extend(patch);
-    let input = crate::http::parse_json::<AutomationInput>(Value::Object(merged))?;
+    let input: AutomationInput = from_json(Value::Object(merged))?;
     replace_automation(engine, team, id, input).await
 }
 
