@@ -1,4 +1,8 @@
-//! Adapters behind the ports. `sqlite` serves the local runtime (`automations serve`).
+//! Adapters behind the ports. `sqlite` serves the local runtime (`automations serve`);
+//! `aws` the Lambda runtime.
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "aws")]
+pub mod aws;

@@ -49,6 +49,7 @@ async fn queue_conforms() {
         let name = format!("events-{}", made.fetch_add(1, Ordering::Relaxed));
         let queue = SqliteQueue::new(file.db.clone(), clock, &name, visibility, max_receives);
         QueueUnderTest {
+            stale_receipts_delete: false,
             dead_letter: Arc::new(queue.dead_letter_queue()),
             queue: Arc::new(queue),
         }

@@ -1,0 +1,66 @@
+//! moto's server, standing in for AWS's APIs. `AWS_ENDPOINT_URL` names a running one (CI
+//! starts it); otherwise the first test that needs one starts it from `.venv/bin/moto_server`
+//! or `moto_server` on the PATH, and it stops when the test process ends.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+static STARTED: OnceLock<String> = OnceLock::new();
+
+/// The endpoint of moto's server.
+pub fn endpoint() -> String {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => STARTED.get_or_init(start).clone(),
+    }
+}
+
+fn start() -> String {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+    let program = if venv.exists() {
+        venv.display().to_string()
+    } else {
+        "moto_server".to_string()
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // The shell stops moto when this process's end closes its stdin.
+    let script = format!(
+        "\"{program}\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; cat >/dev/null; kill $m"
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("start moto_server through sh");
+    // Keep its stdin open for the life of the process.
+    std::mem::forget(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start; install it with: python3 -m venv .venv && .venv/bin/pip install 'moto[server]'"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!("http://127.0.0.1:{port}")
+}
+
+/// An SDK configuration for moto: its endpoint, a region, and dummy credentials.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await
+}

@@ -1,0 +1,75 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! The port conformance suites against the AWS adapters, on moto's server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use automations_tests::moto;
+use aws_sdk_sqs::types::QueueAttributeName;
+use shared::adapters::aws::{SecretsManagerSecrets, SqsQueue};
+use shared::conformance::{self, QueueUnderTest};
+
+static QUEUES: AtomicUsize = AtomicUsize::new(0);
+
+/// A new queue with its dead-letter queue (redrive after `max_receives`).
+async fn queue_pair(
+    sqs: &aws_sdk_sqs::Client,
+    visibility: Duration,
+    max_receives: u32,
+) -> QueueUnderTest {
+    let n = QUEUES.fetch_add(1, Ordering::Relaxed);
+    let run = std::process::id();
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("conformance-{run}-{n}-dlq"))
+        .send()
+        .await
+        .unwrap();
+    let dlq_url = dlq.queue_url().unwrap().to_string();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap();
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max_receives}"}}"#);
+    let main = sqs
+        .create_queue()
+        .queue_name(format!("conformance-{run}-{n}"))
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.as_secs().to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .unwrap();
+    QueueUnderTest {
+        stale_receipts_delete: true,
+        queue: Arc::new(SqsQueue::new(sqs.clone(), main.queue_url().unwrap())),
+        dead_letter: Arc::new(SqsQueue::new(sqs.clone(), dlq_url)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_queue_conforms() {
+    let sqs = aws_sdk_sqs::Client::new(&moto::sdk_config().await);
+    conformance::queue_suite(|_clock, visibility, max_receives| {
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| handle.block_on(queue_pair(&sqs, visibility, max_receives)))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn secrets_manager_conforms() {
+    let client = aws_sdk_secretsmanager::Client::new(&moto::sdk_config().await);
+    let prefix = format!("conformance-{}/", std::process::id());
+    conformance::secrets_suite(Arc::new(SecretsManagerSecrets::new(client, prefix))).await;
+}
