@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use automations_tests::moto;
 use aws_sdk_sqs::types::QueueAttributeName;
-use shared::adapters::aws::{SecretsManagerSecrets, SqsQueue};
-use shared::conformance::{self, QueueUnderTest};
+use shared::adapters::aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
+use shared::conformance::{self, ManualClock, QueueUnderTest};
 
 static QUEUES: AtomicUsize = AtomicUsize::new(0);
 
@@ -72,4 +72,17 @@ async fn secrets_manager_conforms() {
     let client = aws_sdk_secretsmanager::Client::new(&moto::sdk_config().await);
     let prefix = format!("conformance-{}/", std::process::id());
     conformance::secrets_suite(Arc::new(SecretsManagerSecrets::new(client, prefix))).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_conforms() {
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config().await);
+    let table = format!("conformance-{}", std::process::id());
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    conformance::store_suite(
+        Arc::new(DynamoStore::new(client, table, clock.clone())),
+        clock,
+    )
+    .await;
 }

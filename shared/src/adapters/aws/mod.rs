@@ -1,9 +1,11 @@
-//! The AWS adapters: SQS queues and Secrets Manager secrets. Clients come from one
+//! The AWS adapters: the DynamoDB store, SQS queues and Secrets Manager secrets. Clients come from one
 //! `SdkConfig`; `AWS_ENDPOINT_URL` points them at another endpoint (tests use moto's server).
 
+pub mod dynamodb;
 mod secrets_manager;
 mod sqs;
 
+pub use dynamodb::DynamoStore;
 pub use secrets_manager::SecretsManagerSecrets;
 pub use sqs::SqsQueue;
 

@@ -1,0 +1,750 @@
+//! `AutomationStore` on one DynamoDB table.
+//!
+//! | item | pk | sk | index keys |
+//! |---|---|---|---|
+//! | team | `TEAM#{team}` | `TEAM` | |
+//! | automation | `TEAM#{team}` | `AUTOMATION#{id}` | `by_trigger`: `{team}#{event type}#{scope}`, id; `coll` |
+//! | automation name lock | `TEAM#{team}` | `AUTOMATION_NAME#{name}` | |
+//! | integration (and its name lock) | `TEAM#{team}` | `INTEGRATION#{id}` (`INTEGRATION_NAME#{name}`) | |
+//! | seen event | `TEAM#{team}` | `EVENT#{id}` | TTL `expires_at` |
+//! | execution | `TEAM#{team}` | `EXECUTION#{id}` | `by_automation`: `{team}#{automation}`, `{ms}#{id}` |
+//!
+//! Items keep the domain value as JSON in `body`; key attributes sit beside it. Unique
+//! names are lock items written in the same transaction; creates and updates are
+//! conditional writes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use super::describe;
+use crate::domain::automation::{Automation, Scope};
+use crate::domain::event::EventType;
+use crate::domain::execution::Execution;
+use crate::domain::integration::Integration;
+use crate::ports::{AutomationStore, Clock, StoreError, StoreResult, Team};
+
+pub const PARTITION_KEY: &str = "pk";
+pub const SORT_KEY: &str = "sk";
+pub const BODY: &str = "body";
+pub const VERSION: &str = "version";
+pub const EXPIRES_AT: &str = "expires_at";
+pub const COLLECTION: &str = "coll";
+pub const ID: &str = "id";
+pub const BY_TRIGGER: &str = "by_trigger";
+pub const TRIGGER_KEY: &str = "trigger_pk";
+pub const TRIGGER_SORT: &str = "trigger_sk";
+pub const BY_AUTOMATION: &str = "by_automation";
+pub const AUTOMATION_KEY: &str = "automation_pk";
+pub const AUTOMATION_SORT: &str = "automation_sk";
+
+type Item = HashMap<String, AttributeValue>;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    clock: Arc<dyn Clock>,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn team_pk(team: &str) -> AttributeValue {
+    s(format!("TEAM#{team}"))
+}
+
+fn backend(what: &str, e: impl std::error::Error + 'static) -> StoreError {
+    StoreError::Backend(format!("DynamoDB {what}: {}", describe(&e)))
+}
+
+/// Whether a conditional write (or a transaction) failed on its condition.
+fn condition_failed<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|code| {
+            matches!(
+                code,
+                "ConditionalCheckFailedException" | "TransactionCanceledException"
+            )
+        })
+}
+
+fn body<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
+    match item.get(BODY) {
+        Some(AttributeValue::S(json)) => serde_json::from_str(json)
+            .map_err(|e| StoreError::Backend(format!("stored item is not readable: {e}"))),
+        _ => Err(StoreError::Backend("stored item has no body".into())),
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// The trigger index key of an automation: team, event type and the scope without its collection.
+fn trigger_key(team: &str, event_type: &str, scope_base: &str) -> String {
+    format!("{team}#{event_type}#{scope_base}")
+}
+
+/// An automation's scope as (base, collection): `registry/model` and `resnet`, or `team` and "".
+fn scope_parts(scope: &Scope) -> (String, String) {
+    let key = scope.key();
+    split_scope_key(&key)
+}
+
+fn split_scope_key(key: &str) -> (String, String) {
+    let mut parts = key.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(kind), Some(name), collection) => (
+            format!("{kind}/{name}"),
+            collection.unwrap_or_default().to_string(),
+        ),
+        _ => (key.to_string(), String::new()),
+    }
+}
+
+/// Items with a name unique in their team: automations and integrations.
+struct Named<'a> {
+    kind: &'static str,
+    team: &'a str,
+    id: &'a str,
+    name: &'a str,
+    item: Item,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            clock,
+        }
+    }
+
+    /// Creates the table with its indexes and TTL, as `infra/template.yaml` defines it
+    /// (for tests and local tooling; deployments get it from the template).
+    pub async fn create_table(client: &Client, table: &str) -> StoreResult<()> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| backend("CreateTable", e))
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| backend("CreateTable", e))
+        };
+        let index = |name: &str, pk: &str, sk: &str| -> StoreResult<GlobalSecondaryIndex> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key(sk, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| backend("CreateTable", e))
+        };
+        client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(vec![
+                attr(PARTITION_KEY)?,
+                attr(SORT_KEY)?,
+                attr(TRIGGER_KEY)?,
+                attr(TRIGGER_SORT)?,
+                attr(AUTOMATION_KEY)?,
+                attr(AUTOMATION_SORT)?,
+            ]))
+            .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
+            .key_schema(key(SORT_KEY, KeyType::Range)?)
+            .global_secondary_indexes(index(BY_TRIGGER, TRIGGER_KEY, TRIGGER_SORT)?)
+            .global_secondary_indexes(index(BY_AUTOMATION, AUTOMATION_KEY, AUTOMATION_SORT)?)
+            .send()
+            .await
+            .map_err(|e| backend("CreateTable", e))?;
+        let ttl = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(EXPIRES_AT)
+            .build()
+            .map_err(|e| backend("UpdateTimeToLive", e))?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .map_err(|e| backend("UpdateTimeToLive", e))?;
+        Ok(())
+    }
+
+    async fn get(&self, pk: AttributeValue, sk: String) -> StoreResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, pk)
+            .key(SORT_KEY, s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| backend("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Every item of a team whose sort key starts with `prefix`.
+    async fn query_prefix(&self, team: &str, prefix: &str) -> StoreResult<Vec<Item>> {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_names("#sk", SORT_KEY)
+            .expression_attribute_values(":pk", team_pk(team))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| backend("Query", e))
+    }
+
+    fn put(&self, item: Item, condition: &str) -> StoreResult<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .build()
+            .map_err(|e| backend("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete(&self, team: &str, sk: String) -> StoreResult<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, team_pk(team))
+            .key(SORT_KEY, s(sk))
+            .build()
+            .map_err(|e| backend("TransactWriteItems", e))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    fn lock(&self, named: &Named<'_>, name: &str) -> Item {
+        HashMap::from([
+            (PARTITION_KEY.to_string(), team_pk(named.team)),
+            (
+                SORT_KEY.to_string(),
+                s(format!("{}_NAME#{name}", named.kind)),
+            ),
+            (ID.to_string(), s(named.id)),
+        ])
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        conflict: impl FnOnce() -> String,
+    ) -> StoreResult<()> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(StoreError::Conflict(conflict())),
+            Err(e) => Err(backend("TransactWriteItems", e)),
+        }
+    }
+
+    /// Creates or replaces a named item, moving its name lock along in one transaction.
+    async fn put_named(&self, named: Named<'_>, create: bool) -> StoreResult<()> {
+        let noun = named.kind.to_ascii_lowercase();
+        let taken = || {
+            format!(
+                "an {noun} named {} exists in this team, or {noun} {} changed meanwhile",
+                named.name, named.id
+            )
+        };
+        let sk = format!("{}#{}", named.kind, named.id);
+        if create {
+            let items = vec![
+                self.put(named.item.clone(), "attribute_not_exists(#pk)")?,
+                self.put(self.lock(&named, named.name), "attribute_not_exists(#pk)")?,
+            ];
+            return self.transact(items, taken).await;
+        }
+        let Some(current) = self.get(team_pk(named.team), sk).await? else {
+            return Err(StoreError::Conflict(format!(
+                "{noun} {} does not exist",
+                named.id
+            )));
+        };
+        let old_name = match current.get("name") {
+            Some(AttributeValue::S(n)) => n.clone(),
+            _ => String::new(),
+        };
+        let mut items = vec![self.put(named.item.clone(), "attribute_exists(#pk)")?];
+        if old_name != named.name {
+            items.push(self.delete(named.team, format!("{}_NAME#{old_name}", named.kind))?);
+            items.push(self.put(self.lock(&named, named.name), "attribute_not_exists(#pk)")?);
+        }
+        self.transact(items, taken).await
+    }
+
+    async fn delete_named(&self, kind: &str, team: &str, id: &str) -> StoreResult<bool> {
+        let Some(current) = self.get(team_pk(team), format!("{kind}#{id}")).await? else {
+            return Ok(false);
+        };
+        let name = match current.get("name") {
+            Some(AttributeValue::S(n)) => n.clone(),
+            _ => String::new(),
+        };
+        let items = vec![
+            self.delete(team, format!("{kind}#{id}"))?,
+            self.delete(team, format!("{kind}_NAME#{name}"))?,
+        ];
+        self.transact(items, || {
+            format!(
+                "{} {id} changed meanwhile; try again",
+                kind.to_ascii_lowercase()
+            )
+        })
+        .await?;
+        Ok(true)
+    }
+
+    fn base_item(team: &str, sk: String, body: String) -> Item {
+        HashMap::from([
+            (PARTITION_KEY.to_string(), team_pk(team)),
+            (SORT_KEY.to_string(), s(sk)),
+            (BODY.to_string(), s(body)),
+        ])
+    }
+
+    fn execution_item(execution: &Execution) -> StoreResult<Item> {
+        let mut item = Self::base_item(
+            &execution.team,
+            format!("EXECUTION#{}", execution.id),
+            to_json(execution)?,
+        );
+        item.insert(VERSION.into(), n(execution.version));
+        item.insert(
+            AUTOMATION_KEY.into(),
+            s(format!("{}#{}", execution.team, execution.automation_id)),
+        );
+        item.insert(
+            AUTOMATION_SORT.into(),
+            s(execution_sort(execution.triggered_at_ms, &execution.id)),
+        );
+        Ok(item)
+    }
+}
+
+fn execution_sort(triggered_ms: i64, id: &str) -> String {
+    format!("{:015}#{id}", triggered_ms.max(0))
+}
+
+#[async_trait]
+impl AutomationStore for DynamoStore {
+    async fn create_team(&self, team: &Team) -> StoreResult<()> {
+        let item = Self::base_item(&team.name, "TEAM".into(), to_json(team)?);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => {
+                Err(StoreError::Conflict("a team with this name exists".into()))
+            }
+            Err(e) => Err(backend("PutItem", e)),
+        }
+    }
+
+    async fn get_team(&self, name: &str) -> StoreResult<Option<Team>> {
+        self.get(team_pk(name), "TEAM".into())
+            .await?
+            .map(|i| body(&i))
+            .transpose()
+    }
+
+    async fn list_teams(&self) -> StoreResult<Vec<Team>> {
+        // Operator-only and rare: teams are few, and this is the one read that is a scan.
+        let items: Vec<Item> = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("#sk = :team")
+            .expression_attribute_names("#sk", SORT_KEY)
+            .expression_attribute_values(":team", s("TEAM"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| backend("Scan", e))?;
+        let mut teams = items.iter().map(body).collect::<StoreResult<Vec<Team>>>()?;
+        teams.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(teams)
+    }
+
+    async fn put_automation(&self, automation: &Automation, create: bool) -> StoreResult<()> {
+        let a = automation;
+        let (base, collection) = scope_parts(&a.spec.scope);
+        let mut item = Self::base_item(&a.team, format!("AUTOMATION#{}", a.id), to_json(a)?);
+        item.insert("name".into(), s(&a.spec.name));
+        item.insert(
+            TRIGGER_KEY.into(),
+            s(trigger_key(&a.team, &a.spec.event.event_type, &base)),
+        );
+        item.insert(TRIGGER_SORT.into(), s(&a.id));
+        item.insert(COLLECTION.into(), s(collection));
+        let named = Named {
+            kind: "AUTOMATION",
+            team: &a.team,
+            id: &a.id,
+            name: &a.spec.name,
+            item,
+        };
+        self.put_named(named, create).await
+    }
+
+    async fn get_automation(&self, team: &str, id: &str) -> StoreResult<Option<Automation>> {
+        self.get(team_pk(team), format!("AUTOMATION#{id}"))
+            .await?
+            .map(|i| body(&i))
+            .transpose()
+    }
+
+    async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>> {
+        self.query_prefix(team, "AUTOMATION#")
+            .await?
+            .iter()
+            .map(body)
+            .collect()
+    }
+
+    async fn delete_automation(&self, team: &str, id: &str) -> StoreResult<bool> {
+        self.delete_named("AUTOMATION", team, id).await
+    }
+
+    async fn matching_automations(
+        &self,
+        team: &str,
+        event_type: EventType,
+        scope_keys: &[String],
+    ) -> StoreResult<Vec<Automation>> {
+        // One query per scope base (the team, and the event's project or registry); the
+        // collection is a filter within the base's partition.
+        let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
+        for key in scope_keys {
+            let (base, collection) = split_scope_key(key);
+            wanted.entry(base).or_default().insert(collection);
+        }
+        let mut out = Vec::new();
+        for (base, collections) in wanted {
+            let items: Vec<Item> = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_TRIGGER)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", TRIGGER_KEY)
+                .expression_attribute_values(":k", s(trigger_key(team, event_type.as_str(), &base)))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| backend("Query", e))?;
+            for item in &items {
+                let collection = match item.get(COLLECTION) {
+                    Some(AttributeValue::S(c)) => c.as_str(),
+                    _ => "",
+                };
+                if collections.contains(collection) {
+                    out.push(body(item)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_integration(&self, integration: &Integration, create: bool) -> StoreResult<()> {
+        let i = integration;
+        let mut item = Self::base_item(&i.team, format!("INTEGRATION#{}", i.id), to_json(i)?);
+        item.insert("name".into(), s(&i.name));
+        let named = Named {
+            kind: "INTEGRATION",
+            team: &i.team,
+            id: &i.id,
+            name: &i.name,
+            item,
+        };
+        self.put_named(named, create).await
+    }
+
+    async fn get_integration(&self, team: &str, id: &str) -> StoreResult<Option<Integration>> {
+        self.get(team_pk(team), format!("INTEGRATION#{id}"))
+            .await?
+            .map(|i| body(&i))
+            .transpose()
+    }
+
+    async fn list_integrations(&self, team: &str) -> StoreResult<Vec<Integration>> {
+        self.query_prefix(team, "INTEGRATION#")
+            .await?
+            .iter()
+            .map(body)
+            .collect()
+    }
+
+    async fn delete_integration(&self, team: &str, id: &str) -> StoreResult<bool> {
+        self.delete_named("INTEGRATION", team, id).await
+    }
+
+    async fn seen_events(&self, team: &str, ids: &[String]) -> StoreResult<HashSet<String>> {
+        let now = self.clock.now().unix_timestamp();
+        let mut seen = HashSet::new();
+        let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
+        for chunk in unique.chunks(100) {
+            let mut keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        (PARTITION_KEY.to_string(), team_pk(team)),
+                        (SORT_KEY.to_string(), s(format!("EVENT#{id}"))),
+                    ])
+                })
+                .collect();
+            // Unprocessed keys come back under load; ask again for those.
+            while !keys.is_empty() {
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| backend("BatchGetItem", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchGetItem", e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    // TTL deletes late: an expired item is not a sighting.
+                    let live = matches!(item.get(EXPIRES_AT), Some(AttributeValue::N(t)) if t.parse::<i64>().is_ok_and(|t| t > now));
+                    if let (true, Some(AttributeValue::S(sk))) = (live, item.get(SORT_KEY)) {
+                        seen.insert(sk.trim_start_matches("EVENT#").to_string());
+                    }
+                }
+                keys = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+            }
+        }
+        Ok(seen)
+    }
+
+    async fn record_events(
+        &self,
+        team: &str,
+        ids: &[String],
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
+        for chunk in unique.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|id| {
+                    let item = HashMap::from([
+                        (PARTITION_KEY.to_string(), team_pk(team)),
+                        (SORT_KEY.to_string(), s(format!("EVENT#{id}"))),
+                        (EXPIRES_AT.to_string(), n(expires_at.unix_timestamp())),
+                    ]);
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| backend("BatchWriteItem", e))?;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut requests))
+                    .send()
+                    .await
+                    .map_err(|e| backend("BatchWriteItem", e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_executions(&self, executions: &[Execution]) -> StoreResult<Vec<bool>> {
+        // Conditional puts cannot be batched; they go out concurrently instead.
+        let mut puts = tokio::task::JoinSet::new();
+        for (index, execution) in executions.iter().enumerate() {
+            let item = Self::execution_item(execution)?;
+            let (client, table) = (self.client.clone(), self.table.clone());
+            puts.spawn(async move {
+                let put = client
+                    .put_item()
+                    .table_name(table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", PARTITION_KEY)
+                    .send()
+                    .await;
+                let created = match put {
+                    Ok(_) => Ok(true),
+                    Err(e) if condition_failed(&e) => Ok(false),
+                    Err(e) => Err(backend("PutItem", e)),
+                };
+                (index, created)
+            });
+        }
+        let mut created = vec![false; executions.len()];
+        while let Some(joined) = puts.join_next().await {
+            let (index, result) =
+                joined.map_err(|e| StoreError::Backend(format!("put task failed: {e}")))?;
+            created[index] = result?;
+        }
+        Ok(created)
+    }
+
+    async fn get_execution(&self, team: &str, id: &str) -> StoreResult<Option<Execution>> {
+        self.get(team_pk(team), format!("EXECUTION#{id}"))
+            .await?
+            .map(|i| body(&i))
+            .transpose()
+    }
+
+    async fn update_execution(&self, execution: &mut Execution) -> StoreResult<()> {
+        let expected = execution.version;
+        let mut next = execution.clone();
+        next.version = expected + 1;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::execution_item(&next)?))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":expected", n(expected))
+            .send()
+            .await;
+        match put {
+            Ok(_) => {
+                execution.version = expected + 1;
+                Ok(())
+            }
+            Err(e) if condition_failed(&e) => Err(StoreError::Stale),
+            Err(e) => Err(backend("PutItem", e)),
+        }
+    }
+
+    async fn list_executions(
+        &self,
+        team: &str,
+        automation_id: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Vec<Execution>> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_AUTOMATION)
+            .expression_attribute_names("#k", AUTOMATION_KEY)
+            .expression_attribute_values(":k", s(format!("{team}#{automation_id}")))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32);
+        query = match before {
+            None => query.key_condition_expression("#k = :k"),
+            Some(id) => {
+                let Some(cursor) = self.get_execution(team, id).await? else {
+                    return Ok(Vec::new());
+                };
+                query
+                    .key_condition_expression("#k = :k AND #s < :before")
+                    .expression_attribute_names("#s", AUTOMATION_SORT)
+                    .expression_attribute_values(
+                        ":before",
+                        s(execution_sort(cursor.triggered_at_ms, &cursor.id)),
+                    )
+            }
+        };
+        let out = query.send().await.map_err(|e| backend("Query", e))?;
+        out.items().iter().take(limit).map(body).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_keys_split_into_base_and_collection() {
+        assert_eq!(
+            split_scope_key("registry/model/resnet"),
+            ("registry/model".into(), "resnet".into())
+        );
+        assert_eq!(
+            split_scope_key("project/p"),
+            ("project/p".into(), String::new())
+        );
+        assert_eq!(split_scope_key("team"), ("team".into(), String::new()));
+    }
+}
