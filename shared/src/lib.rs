@@ -11,6 +11,8 @@ pub mod conformance;
 pub mod delivery;
 pub mod domain;
 pub mod http;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod ports;
 pub mod usecases;
 

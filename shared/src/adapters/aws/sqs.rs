@@ -159,8 +159,9 @@ impl Queue for SqsQueue {
     }
 
     async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
-        // Longer waits come back early; dispatch sees the execution is not due and waits again.
-        let seconds = delay.min(MAX_VISIBILITY).as_secs() as i32;
+        // Whole seconds, rounded up: a message must not come back before it is due. Longer
+        // waits come back early; dispatch sees the execution is not due and waits again.
+        let seconds = delay.min(MAX_VISIBILITY).as_secs_f64().ceil() as i32;
         self.client
             .change_message_visibility()
             .queue_url(&self.url)

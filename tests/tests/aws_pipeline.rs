@@ -1,0 +1,240 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! The Lambda pipeline through its real handlers, on moto's server: an event ingested into
+//! the events queue, `evaluate` driven with the received SQS records, the actions queue,
+//! `dispatch`, a signed webhook at a loopback receiver, the execution FINISHED in DynamoDB.
+//! Lambda's event source mapping is played by `drive`: receive, call the handler, delete
+//! the records it did not report as failed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use automations_tests::{Receiver, moto};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::json;
+use shared::adapters::aws::{DynamoStore, SqsQueue};
+use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
+use shared::delivery::retry::RetrySchedule;
+use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records};
+use shared::ports::Queue;
+use shared::usecases::evaluate::Evaluator;
+use shared::usecases::ingest::{ingest, parse_events};
+use shared::usecases::{Engine, Settings, manage};
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+/// A queue with a dead-letter queue after `max_receives`; returns its URL.
+async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receives: u32) -> String {
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(dlq.queue_url().unwrap())
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap();
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max_receives}"}}"#);
+    let main = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::VisibilityTimeout, "30")
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .unwrap();
+    main.queue_url().unwrap().to_string()
+}
+
+/// A table and queues of their own, and the engine the functions would build from them.
+async fn stack() -> (Engine, Arc<SqsQueue>, Arc<SqsQueue>) {
+    let sdk = moto::sdk_config().await;
+    let name = format!(
+        "pipeline-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    DynamoStore::create_table(&dynamodb, &name).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let config = LambdaConfig {
+        table: name.clone(),
+        events_queue_url: queue(&sqs, &format!("{name}-events"), 5).await,
+        actions_queue_url: queue(&sqs, &format!("{name}-actions"), 15).await,
+        secrets_prefix: format!("{name}/"),
+        operator_key_secret: String::new(),
+        settings: Settings {
+            retry: RetrySchedule::from_secs(&[1, 1]),
+            guard: Arc::new(OutboundGuard::new(
+                parse_allow_networks("127.0.0.0/8").unwrap(),
+            )),
+            sole_instance: None,
+        },
+    };
+    let events = Arc::new(SqsQueue::new(sqs.clone(), &config.events_queue_url));
+    let actions = Arc::new(SqsQueue::new(sqs, &config.actions_queue_url));
+    (engine(&config, &sdk).unwrap(), events, actions)
+}
+
+fn record(id: &str, receipt: &str, body: &str) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(id.to_string());
+    m.receipt_handle = Some(receipt.to_string());
+    m.body = Some(body.to_string());
+    m
+}
+
+/// Plays Lambda's event source mapping once: up to 10 records (waiting up to `wait` for
+/// the first) to `handler`; deletes the records it did not report as failed.
+async fn drive<F, Fut>(
+    queue: &SqsQueue,
+    wait: Duration,
+    extra: Vec<SqsMessage>,
+    handler: F,
+) -> (usize, SqsBatchResponse)
+where
+    F: FnOnce(SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    let received = queue.receive(10, wait).await.unwrap();
+    let mut event = SqsEvent::default();
+    event.records = received
+        .iter()
+        .map(|m| record(&m.message_id, &m.receipt, &m.body))
+        .collect();
+    event.records.extend(extra);
+    let response = handler(event).await;
+    let failed: HashSet<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let done: Vec<String> = received
+        .iter()
+        .filter(|m| !failed.contains(m.message_id.as_str()))
+        .map(|m| m.receipt.clone())
+        .collect();
+    queue.delete_batch(&done).await.unwrap();
+    (received.len(), response)
+}
+
+#[tokio::test]
+async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
+    // GIVEN the functions' engine on moto, a team with a signed webhook and an automation
+    let (engine, events, actions) = stack().await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[(503, "busy")]);
+    manage::create_team(&engine, "acme").await.unwrap();
+    manage::put_secret(
+        &engine,
+        "acme",
+        "SIGNING",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+    )
+    .await
+    .unwrap();
+    let hook =
+        json!({"type": "webhook", "name": "ci", "url": receiver.url, "signing_secret": "SIGNING"});
+    let integration =
+        manage::create_integration(&engine, "acme", serde_json::from_value(hook).unwrap())
+            .await
+            .unwrap();
+    let spec = json!({"name": "deploy", "scope": {"type": "registry", "name": "model"},
+        "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "production"}},
+        "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
+    let automation =
+        manage::create_automation(&engine, "acme", serde_json::from_value(spec).unwrap())
+            .await
+            .unwrap();
+
+    // WHEN an event is ingested (the ingest function's use case)
+    let event = json!({"id": "e1", "event_type": "ADD_ARTIFACT_ALIAS", "registry": "model",
+        "artifact": {"collection": "resnet", "version": "v4", "alias": "production"}});
+    let report = ingest(
+        &engine,
+        "acme",
+        parse_events(&engine, "acme", event).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.accepted, vec!["e1"]);
+
+    // AND evaluate gets its record, beside an unreadable one that alone is reported failed
+    let evaluator = Evaluator::new(engine.clone());
+    let poison = record("poison-1", "no-receipt", "not json");
+    let (got, response) = drive(&events, Duration::from_secs(5), vec![poison], |e| {
+        evaluate_records(&evaluator, e)
+    })
+    .await;
+    assert_eq!(got, 1);
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, vec!["poison-1"]);
+
+    // AND dispatch gets the action: the receiver answers 503, so the record is kept and
+    // comes back after the schedule's delay (its visibility), then is delivered
+    let (got, response) = drive(&actions, Duration::from_secs(5), vec![], |e| {
+        dispatch_records(&engine, actions.clone(), e)
+    })
+    .await;
+    assert_eq!(
+        (got, response.batch_item_failures.len()),
+        (1, 1),
+        "a retry keeps its record"
+    );
+    let (got, response) = drive(&actions, Duration::from_secs(10), vec![], |e| {
+        dispatch_records(&engine, actions.clone(), e)
+    })
+    .await;
+    assert_eq!((got, response.batch_item_failures.len()), (1, 0));
+
+    // THEN the webhook arrived signed, and the execution is FINISHED in DynamoDB
+    let deliveries = receiver.deliveries();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(
+        deliveries[1].json(),
+        json!({"v": "acme/model/resnet:production"})
+    );
+    assert!(
+        deliveries[1]
+            .header("webhook-signature")
+            .unwrap()
+            .starts_with("v1,")
+    );
+    let executions = engine
+        .store
+        .list_executions("acme", &automation.id, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].status.as_str(), "FINISHED");
+    assert_eq!(
+        executions[0]
+            .attempts
+            .iter()
+            .map(|a| a.status_code)
+            .collect::<Vec<_>>(),
+        vec![Some(503), Some(200)]
+    );
+
+    // AND a redelivered action record does not send again
+    let message = json!({"team": "acme", "execution_id": executions[0].id}).to_string();
+    let mut again = SqsEvent::default();
+    again.records = vec![record("again-1", "stale-receipt", &message)];
+    let response = dispatch_records(&engine, actions.clone(), again).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(receiver.count(), 2);
+}
