@@ -17,11 +17,12 @@ use serde_json::json;
 use shared::adapters::aws::{DynamoStore, SqsQueue};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
-use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records};
+use shared::http::{AppState, Surface, router_for};
+use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::ports::Queue;
 use shared::usecases::evaluate::Evaluator;
-use shared::usecases::ingest::{ingest, parse_events};
 use shared::usecases::{Engine, Settings, manage};
+use tower::ServiceExt;
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
@@ -56,8 +57,9 @@ async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receives: u32) -> Stri
     main.queue_url().unwrap().to_string()
 }
 
-/// A table and queues of their own, and the engine the functions would build from them.
-async fn stack() -> (Engine, Arc<SqsQueue>, Arc<SqsQueue>) {
+/// A table, queues and an operator-key secret of their own, and what the functions build
+/// from them at cold start: the engine and the operator key.
+async fn stack() -> (Engine, Arc<SqsQueue>, Arc<SqsQueue>, String) {
     let sdk = moto::sdk_config().await;
     let name = format!(
         "pipeline-{}-{}",
@@ -72,7 +74,7 @@ async fn stack() -> (Engine, Arc<SqsQueue>, Arc<SqsQueue>) {
         events_queue_url: queue(&sqs, &format!("{name}-events"), 5).await,
         actions_queue_url: queue(&sqs, &format!("{name}-actions"), 15).await,
         secrets_prefix: format!("{name}/"),
-        operator_key_secret: String::new(),
+        operator_key_secret: format!("{name}/operator-key"),
         settings: Settings {
             retry: RetrySchedule::from_secs(&[1, 1]),
             guard: Arc::new(OutboundGuard::new(
@@ -83,7 +85,36 @@ async fn stack() -> (Engine, Arc<SqsQueue>, Arc<SqsQueue>) {
     };
     let events = Arc::new(SqsQueue::new(sqs.clone(), &config.events_queue_url));
     let actions = Arc::new(SqsQueue::new(sqs, &config.actions_queue_url));
-    (engine(&config, &sdk).unwrap(), events, actions)
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&config.operator_key_secret)
+        .secret_string(OPERATOR_KEY)
+        .send()
+        .await
+        .unwrap();
+    let key = operator_key(&config, &sdk).await.unwrap();
+    (engine(&config, &sdk).unwrap(), events, actions, key)
+}
+
+const OPERATOR_KEY: &str = "pipeline-operator-key-0123456789abcdef";
+
+/// An API Gateway HTTP API (payload 2.0) request, as the ingest function receives it.
+fn api_gateway_request(
+    method: &str,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> lambda_http::Request {
+    let event = json!({
+        "version": "2.0", "routeKey": format!("{method} /v1/teams/{{team}}/events"), "rawPath": path, "rawQueryString": "",
+        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json"},
+        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "api", "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
+            "userAgent": "test"}, "requestId": "r1", "routeKey": "POST /v1/teams/{team}/events", "stage": "$default",
+            "time": "23/Nov/2026:18:00:00 +0000", "timeEpoch": 1795460400000_i64},
+        "body": body.to_string(), "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
 fn record(id: &str, receipt: &str, body: &str) -> SqsMessage {
@@ -131,7 +162,7 @@ where
 #[tokio::test]
 async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
     // GIVEN the functions' engine on moto, a team with a signed webhook and an automation
-    let (engine, events, actions) = stack().await;
+    let (engine, events, actions, key) = stack().await;
     let receiver = Receiver::start().await;
     receiver.script(&[(503, "busy")]);
     manage::create_team(&engine, "acme").await.unwrap();
@@ -157,17 +188,16 @@ async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
             .await
             .unwrap();
 
-    // WHEN an event is ingested (the ingest function's use case)
+    // WHEN an API Gateway request carries an event into the ingest function's router
+    let ingest = router_for(AppState::new(engine.clone(), &key), Surface::Ingest);
     let event = json!({"id": "e1", "event_type": "ADD_ARTIFACT_ALIAS", "registry": "model",
         "artifact": {"collection": "resnet", "version": "v4", "alias": "production"}});
-    let report = ingest(
-        &engine,
-        "acme",
-        parse_events(&engine, "acme", event).unwrap(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(report.accepted, vec!["e1"]);
+    let request = api_gateway_request("POST", "/v1/teams/acme/events", &key, &event);
+    let response = ingest.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 202);
+    // (management routes are the api function's; the ingest function does not serve them)
+    let request = api_gateway_request("GET", "/v1/teams/acme/automations", &key, &json!({}));
+    assert_eq!(ingest.oneshot(request).await.unwrap().status(), 404);
 
     // AND evaluate gets its record, beside an unreadable one that alone is reported failed
     let evaluator = Evaluator::new(engine.clone());

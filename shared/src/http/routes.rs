@@ -42,42 +42,62 @@ impl AppState {
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
+/// Which routes a deployment serves: everything (`automations serve`), or the split the
+/// Lambda functions share (`ingest` takes the events route, `api` the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    All,
+    Ingest,
+    Management,
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let team_routes = Router::new()
-        .route("/", get(get_team))
-        .route("/events", post(post_events))
-        .route(
-            "/automations",
-            get(list_automations).post(create_automation),
-        )
-        .route(
-            "/automations/{id}",
-            get(get_automation)
-                .put(replace_automation)
-                .patch(patch_automation)
-                .delete(delete_automation),
-        )
-        .route("/automations/{id}/executions", get(list_executions))
-        .route(
-            "/integrations",
-            get(list_integrations).post(create_integration),
-        )
-        .route(
-            "/integrations/{id}",
-            get(get_integration)
-                .put(replace_integration)
-                .delete(delete_integration),
-        )
-        .route("/integrations/{id}/test", post(test_integration))
-        .route("/secrets", get(list_secrets))
-        .route("/secrets/{name}", put(put_secret).delete(delete_secret))
-        .route("/executions/{id}", get(get_execution))
-        .route("/executions/{id}/retry", post(retry_execution));
-    let api = Router::new()
-        .route("/teams", get(list_teams).post(create_team))
-        .nest("/teams/{team}", team_routes)
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    router_for(state, Surface::All)
+}
+
+/// The routes of one surface; the others answer 404.
+pub fn router_for(state: AppState, surface: Surface) -> Router {
+    let mut team_routes = Router::new();
+    if surface != Surface::Management {
+        team_routes = team_routes.route("/events", post(post_events));
+    }
+    if surface != Surface::Ingest {
+        team_routes = team_routes
+            .route("/", get(get_team))
+            .route(
+                "/automations",
+                get(list_automations).post(create_automation),
+            )
+            .route(
+                "/automations/{id}",
+                get(get_automation)
+                    .put(replace_automation)
+                    .patch(patch_automation)
+                    .delete(delete_automation),
+            )
+            .route("/automations/{id}/executions", get(list_executions))
+            .route(
+                "/integrations",
+                get(list_integrations).post(create_integration),
+            )
+            .route(
+                "/integrations/{id}",
+                get(get_integration)
+                    .put(replace_integration)
+                    .delete(delete_integration),
+            )
+            .route("/integrations/{id}/test", post(test_integration))
+            .route("/secrets", get(list_secrets))
+            .route("/secrets/{name}", put(put_secret).delete(delete_secret))
+            .route("/executions/{id}", get(get_execution))
+            .route("/executions/{id}/retry", post(retry_execution));
+    }
+    let mut api = Router::new().nest("/teams/{team}", team_routes);
+    if surface != Surface::Ingest {
+        api = api.route("/teams", get(list_teams).post(create_team));
+    }
+    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .nest("/v1", api)
