@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::adapters::aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
+use crate::adapters::cached_secrets::{CachedSecrets, SECRETS_CACHE_TTL};
 use crate::config::settings_from_env;
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
@@ -55,9 +56,12 @@ pub fn engine(config: &LambdaConfig, sdk: &aws_config::SdkConfig) -> Result<Engi
             &config.table,
             clock.clone(),
         )),
-        secrets: Arc::new(SecretsManagerSecrets::new(
-            aws_sdk_secretsmanager::Client::new(sdk),
-            &config.secrets_prefix,
+        secrets: Arc::new(CachedSecrets::new(
+            SecretsManagerSecrets::new(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                &config.secrets_prefix,
+            ),
+            SECRETS_CACHE_TTL,
         )),
         events: Arc::new(SqsQueue::new(sqs.clone(), &config.events_queue_url)),
         actions: Arc::new(SqsQueue::new(sqs, &config.actions_queue_url)),

@@ -26,8 +26,14 @@ use tower::ServiceExt;
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
-/// A queue with a dead-letter queue after `max_receives`; returns its URL.
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receives: u32) -> String {
+/// A queue (visibility timeout in seconds) with a dead-letter queue after `max_receives`;
+/// returns both URLs.
+async fn queue_pair(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_receives: u32,
+    visibility: u32,
+) -> (String, String) {
     let dlq = sqs
         .create_queue()
         .queue_name(format!("{name}-dlq"))
@@ -49,12 +55,22 @@ async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receives: u32) -> Stri
     let main = sqs
         .create_queue()
         .queue_name(name)
-        .attributes(QueueAttributeName::VisibilityTimeout, "30")
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.to_string(),
+        )
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await
         .unwrap();
-    main.queue_url().unwrap().to_string()
+    (
+        main.queue_url().unwrap().to_string(),
+        dlq.queue_url().unwrap().to_string(),
+    )
+}
+
+async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receives: u32) -> String {
+    queue_pair(sqs, name, max_receives, 30).await.0
 }
 
 /// A table, queues and an operator-key secret of their own, and what the functions build
@@ -267,4 +283,46 @@ async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
     let response = dispatch_records(&engine, actions.clone(), again).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(receiver.count(), 2);
+}
+
+#[tokio::test]
+async fn a_poison_event_message_ends_in_the_dead_letter_queue() {
+    // GIVEN an events queue that dead-letters after 2 receives, holding an unreadable message
+    let (engine, _, _, _) = stack().await;
+    let sdk = moto::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let name = format!("poison-{}", std::process::id());
+    let (url, dlq_url) = queue_pair(&sqs, &name, 2, 1).await;
+    let (events, dead_letters) = (SqsQueue::new(sqs.clone(), url), SqsQueue::new(sqs, dlq_url));
+    events
+        .send_batch(&["not an event".to_string()])
+        .await
+        .unwrap();
+    let evaluator = Evaluator::new(engine);
+
+    // WHEN evaluate is driven until the queue is empty
+    let mut handed_out = 0;
+    for _ in 0..3 {
+        let (got, response) = drive(&events, Duration::from_secs(3), vec![], |e| {
+            evaluate_records(&evaluator, e)
+        })
+        .await;
+        assert_eq!(
+            response.batch_item_failures.len(),
+            got,
+            "an unreadable record is always reported failed"
+        );
+        handed_out += got;
+    }
+
+    // THEN it was handed out twice and now waits in the dead-letter queue
+    assert_eq!(handed_out, 2);
+    let dead = dead_letters
+        .receive(10, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["not an event"]
+    );
 }
