@@ -145,13 +145,16 @@ pub async fn dispatch_records(
     event: SqsEvent,
 ) -> SqsBatchResponse {
     let mut tasks = JoinSet::new();
+    // A task that panics must still report its record failed, or SQS would delete it.
+    let mut records = std::collections::HashMap::new();
     for record in event.records {
+        let failed_if_lost = failure(&record);
         let (engine, actions) = (engine.clone(), actions.clone());
         let span = tracing::info_span!(
             "dispatch",
             message_id = record.message_id.as_deref().unwrap_or_default()
         );
-        tasks.spawn(
+        let task = tasks.spawn(
             async move {
                 let keep = match serde_json::from_str::<ActionMessage>(record.body.as_deref().unwrap_or_default()) {
                     Err(e) => {
@@ -177,13 +180,17 @@ pub async fn dispatch_records(
             }
             .instrument(span),
         );
+        records.insert(task.id(), failed_if_lost);
     }
     let mut failures = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Some(f)) => failures.push(f),
             Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "a dispatch task failed"),
+            Err(e) => {
+                tracing::error!(error = %e, "a dispatch task failed; its message comes back");
+                failures.extend(records.remove(&e.id()));
+            }
         }
     }
     response(failures)

@@ -17,6 +17,7 @@ use serde_json::json;
 use shared::adapters::aws::{DynamoStore, SqsQueue};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
+use shared::delivery::signing::{standard_webhooks_key, standard_webhooks_signature};
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::ports::Queue;
@@ -230,16 +231,34 @@ async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
         .collect();
     assert_eq!(failed, vec!["poison-1"]);
 
-    // AND dispatch gets the action: the receiver answers 503, so the record is kept and
-    // comes back after the schedule's delay (its visibility), then is delivered
-    let (got, response) = drive(&actions, Duration::from_secs(5), vec![], |e| {
-        dispatch_records(&engine, actions.clone(), e)
-    })
-    .await;
+    // AND dispatch gets the action twice in one batch (a redelivered event queues a second
+    // message): the receiver answers 503 to the one request made, the real record is kept
+    // and comes back after the schedule's delay (its visibility), then is delivered
+    let received = actions.receive(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(received.len(), 1);
+    let mut batch = SqsEvent::default();
+    batch.records = vec![
+        record(
+            &received[0].message_id,
+            &received[0].receipt,
+            &received[0].body,
+        ),
+        record("duplicate-1", "duplicate-receipt", &received[0].body),
+    ];
+    let response = dispatch_records(&engine, actions.clone(), batch).await;
     assert_eq!(
-        (got, response.batch_item_failures.len()),
-        (1, 1),
-        "a retry keeps its record"
+        receiver.count(),
+        1,
+        "one send for two messages of one execution"
+    );
+    let failed: HashSet<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert!(
+        failed.contains(&received[0].message_id),
+        "a retry keeps its record: {failed:?}"
     );
     let (got, response) = drive(&actions, Duration::from_secs(10), vec![], |e| {
         dispatch_records(&engine, actions.clone(), e)
@@ -254,12 +273,12 @@ async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
         deliveries[1].json(),
         json!({"v": "acme/model/resnet:production"})
     );
-    assert!(
-        deliveries[1]
-            .header("webhook-signature")
-            .unwrap()
-            .starts_with("v1,")
-    );
+    let d = &deliveries[1];
+    let key = standard_webhooks_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let timestamp: i64 = d.header("webhook-timestamp").unwrap().parse().unwrap();
+    let expected =
+        standard_webhooks_signature(&key, d.header("webhook-id").unwrap(), timestamp, &d.body);
+    assert_eq!(d.header("webhook-signature"), Some(expected.as_str()));
     let executions = engine
         .store
         .list_executions("acme", &automation.id, 10, None)

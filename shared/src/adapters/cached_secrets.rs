@@ -19,7 +19,7 @@ type Key = (String, String);
 pub struct CachedSecrets<S> {
     inner: S,
     ttl: Duration,
-    entries: Mutex<HashMap<Key, (Instant, Option<SecretValue>)>>,
+    entries: Mutex<HashMap<Key, (Instant, SecretValue)>>,
 }
 
 impl<S: SecretStore> CachedSecrets<S> {
@@ -56,13 +56,14 @@ impl<S: SecretStore> SecretStore for CachedSecrets<S> {
             .get(&key)
             && at.elapsed() < self.ttl
         {
-            return Ok(value.clone());
+            return Ok(Some(value.clone()));
         }
         let value = self.inner.get_secret(team, name).await?;
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (Instant::now(), value.clone()));
+        // A miss is not kept: a secret created right after must be usable at once.
+        if let Some(found) = &value {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.insert(key, (Instant::now(), found.clone()));
+        }
         Ok(value)
     }
 

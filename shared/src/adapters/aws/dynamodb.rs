@@ -42,12 +42,16 @@ pub const VERSION: &str = "version";
 pub const EXPIRES_AT: &str = "expires_at";
 pub const COLLECTION: &str = "coll";
 pub const ID: &str = "id";
+pub const NAME: &str = "name";
 pub const BY_TRIGGER: &str = "by_trigger";
 pub const TRIGGER_KEY: &str = "trigger_pk";
 pub const TRIGGER_SORT: &str = "trigger_sk";
 pub const BY_AUTOMATION: &str = "by_automation";
 pub const AUTOMATION_KEY: &str = "automation_pk";
 pub const AUTOMATION_SORT: &str = "automation_sk";
+
+/// How long DynamoDB keeps an execution (its TTL), from when it was triggered.
+pub const EXECUTION_RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -237,22 +241,47 @@ impl DynamoStore {
             .map_err(|e| backend("Query", e))
     }
 
-    fn put(&self, item: Item, condition: &str) -> StoreResult<TransactWriteItem> {
-        let put = Put::builder()
+    /// A conditional Put; with `expect_name`, it also requires the stored item to still
+    /// carry that name (a rename or delete in between makes the transaction fail).
+    fn put(
+        &self,
+        item: Item,
+        condition: &str,
+        expect_name: Option<&str>,
+    ) -> StoreResult<TransactWriteItem> {
+        let mut put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression(condition)
-            .expression_attribute_names("#pk", PARTITION_KEY)
-            .build()
-            .map_err(|e| backend("TransactWriteItems", e))?;
+            .expression_attribute_names("#pk", PARTITION_KEY);
+        put = match expect_name {
+            Some(name) => put
+                .condition_expression(format!("{condition} AND #name = :name"))
+                .expression_attribute_names("#name", NAME)
+                .expression_attribute_values(":name", s(name)),
+            None => put.condition_expression(condition),
+        };
+        let put = put.build().map_err(|e| backend("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    fn delete(&self, team: &str, sk: String) -> StoreResult<TransactWriteItem> {
-        let delete = Delete::builder()
+    /// A Delete; with `expect_name`, only while the item still carries that name.
+    fn delete(
+        &self,
+        team: &str,
+        sk: String,
+        expect_name: Option<&str>,
+    ) -> StoreResult<TransactWriteItem> {
+        let mut delete = Delete::builder()
             .table_name(&self.table)
             .key(PARTITION_KEY, team_pk(team))
-            .key(SORT_KEY, s(sk))
+            .key(SORT_KEY, s(sk));
+        if let Some(name) = expect_name {
+            delete = delete
+                .condition_expression("#name = :name")
+                .expression_attribute_names("#name", NAME)
+                .expression_attribute_values(":name", s(name));
+        }
+        let delete = delete
             .build()
             .map_err(|e| backend("TransactWriteItems", e))?;
         Ok(TransactWriteItem::builder().delete(delete).build())
@@ -299,8 +328,12 @@ impl DynamoStore {
         let sk = format!("{}#{}", named.kind, named.id);
         if create {
             let items = vec![
-                self.put(named.item.clone(), "attribute_not_exists(#pk)")?,
-                self.put(self.lock(&named, named.name), "attribute_not_exists(#pk)")?,
+                self.put(named.item.clone(), "attribute_not_exists(#pk)", None)?,
+                self.put(
+                    self.lock(&named, named.name),
+                    "attribute_not_exists(#pk)",
+                    None,
+                )?,
             ];
             return self.transact(items, taken).await;
         }
@@ -310,14 +343,19 @@ impl DynamoStore {
                 named.id
             )));
         };
-        let old_name = match current.get("name") {
+        let old_name = match current.get(NAME) {
             Some(AttributeValue::S(n)) => n.clone(),
             _ => String::new(),
         };
-        let mut items = vec![self.put(named.item.clone(), "attribute_exists(#pk)")?];
+        let mut items =
+            vec![self.put(named.item.clone(), "attribute_exists(#pk)", Some(&old_name))?];
         if old_name != named.name {
-            items.push(self.delete(named.team, format!("{}_NAME#{old_name}", named.kind))?);
-            items.push(self.put(self.lock(&named, named.name), "attribute_not_exists(#pk)")?);
+            items.push(self.delete(named.team, format!("{}_NAME#{old_name}", named.kind), None)?);
+            items.push(self.put(
+                self.lock(&named, named.name),
+                "attribute_not_exists(#pk)",
+                None,
+            )?);
         }
         self.transact(items, taken).await
     }
@@ -326,13 +364,13 @@ impl DynamoStore {
         let Some(current) = self.get(team_pk(team), format!("{kind}#{id}")).await? else {
             return Ok(false);
         };
-        let name = match current.get("name") {
+        let name = match current.get(NAME) {
             Some(AttributeValue::S(n)) => n.clone(),
             _ => String::new(),
         };
         let items = vec![
-            self.delete(team, format!("{kind}#{id}"))?,
-            self.delete(team, format!("{kind}_NAME#{name}"))?,
+            self.delete(team, format!("{kind}#{id}"), Some(&name))?,
+            self.delete(team, format!("{kind}_NAME#{name}"), None)?,
         ];
         self.transact(items, || {
             format!(
@@ -359,6 +397,8 @@ impl DynamoStore {
             to_json(execution)?,
         );
         item.insert(VERSION.into(), n(execution.version));
+        let expires = execution.triggered_at_ms / 1000 + EXECUTION_RETENTION.as_secs() as i64;
+        item.insert(EXPIRES_AT.into(), n(expires));
         item.insert(
             AUTOMATION_KEY.into(),
             s(format!("{}#{}", execution.team, execution.automation_id)),
@@ -429,7 +469,7 @@ impl AutomationStore for DynamoStore {
         let a = automation;
         let (base, collection) = scope_parts(&a.spec.scope);
         let mut item = Self::base_item(&a.team, format!("AUTOMATION#{}", a.id), to_json(a)?);
-        item.insert("name".into(), s(&a.spec.name));
+        item.insert(NAME.into(), s(&a.spec.name));
         item.insert(
             TRIGGER_KEY.into(),
             s(trigger_key(&a.team, &a.spec.event.event_type, &base)),
@@ -510,7 +550,7 @@ impl AutomationStore for DynamoStore {
     async fn put_integration(&self, integration: &Integration, create: bool) -> StoreResult<()> {
         let i = integration;
         let mut item = Self::base_item(&i.team, format!("INTEGRATION#{}", i.id), to_json(i)?);
-        item.insert("name".into(), s(&i.name));
+        item.insert(NAME.into(), s(&i.name));
         let named = Named {
             kind: "INTEGRATION",
             team: &i.team,
@@ -726,8 +766,26 @@ impl AutomationStore for DynamoStore {
                     )
             }
         };
-        let out = query.send().await.map_err(|e| backend("Query", e))?;
-        out.items().iter().take(limit).map(body).collect()
+        // A page stops at 1 MB: keep asking until `limit` items or the end.
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| backend("Query", e))?;
+            for item in page.items() {
+                if out.len() < limit {
+                    out.push(body(item)?);
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if out.len() >= limit || start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 }
 

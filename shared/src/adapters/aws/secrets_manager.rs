@@ -49,14 +49,32 @@ impl SecretStore for SecretsManagerSecrets {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
             {
-                self.client
+                let created = self
+                    .client
                     .create_secret()
                     .name(&id)
                     .secret_string(&value.0)
                     .send()
-                    .await
-                    .map_err(|e| failed("CreateSecret", e))?;
-                Ok(())
+                    .await;
+                match created {
+                    Ok(_) => Ok(()),
+                    // Another request created it first: write this value over it.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_resource_exists_exception()) =>
+                    {
+                        let put = self
+                            .client
+                            .put_secret_value()
+                            .secret_id(&id)
+                            .secret_string(&value.0);
+                        put.send()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| failed("PutSecretValue", e))
+                    }
+                    Err(e) => Err(failed("CreateSecret", e)),
+                }
             }
             Err(e) => Err(failed("PutSecretValue", e)),
         }

@@ -16,8 +16,9 @@ use crate::ports::{Queue, QueueError, Received};
 const MAX_BATCH_MESSAGES: usize = 10;
 /// SQS takes at most this many bytes of message bodies per batch call.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// A message's visibility can reach at most 12 hours after it was received.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600 - 60);
+/// A message's visibility can reach at most 12 hours after it was received; the margin
+/// covers the time the handler spent on it before asking.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600 - 600);
 /// Long polling waits at most 20 s per call.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 
