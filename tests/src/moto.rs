@@ -64,3 +64,46 @@ pub async fn sdk_config() -> SdkConfig {
         .load()
         .await
 }
+
+/// Creates an SQS queue named `name` (visibility timeout `visibility`) whose messages move
+/// to the dead-letter queue `{name}-dlq` after `max_receives`; returns both URLs.
+pub async fn queue_with_dead_letters(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility: Duration,
+    max_receives: u32,
+) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .expect("create the DLQ");
+    let dlq_url = dlq.queue_url().expect("DLQ url").to_string();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("DLQ attributes");
+    let arn = attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .expect("DLQ arn");
+    let redrive =
+        format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max_receives}"}}"#);
+    let main = sqs
+        .create_queue()
+        .queue_name(name)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility.as_secs().to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .expect("create the queue");
+    (main.queue_url().expect("queue url").to_string(), dlq_url)
+}

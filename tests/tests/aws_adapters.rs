@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use automations_tests::moto;
-use aws_sdk_sqs::types::QueueAttributeName;
 use shared::adapters::aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
 use shared::conformance::{self, ManualClock, QueueUnderTest};
 
@@ -18,41 +17,15 @@ async fn queue_pair(
     visibility: Duration,
     max_receives: u32,
 ) -> QueueUnderTest {
-    let n = QUEUES.fetch_add(1, Ordering::Relaxed);
-    let run = std::process::id();
-    let dlq = sqs
-        .create_queue()
-        .queue_name(format!("conformance-{run}-{n}-dlq"))
-        .send()
-        .await
-        .unwrap();
-    let dlq_url = dlq.queue_url().unwrap().to_string();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap();
-    let redrive =
-        format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max_receives}"}}"#);
-    let main = sqs
-        .create_queue()
-        .queue_name(format!("conformance-{run}-{n}"))
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            visibility.as_secs().to_string(),
-        )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .send()
-        .await
-        .unwrap();
+    let name = format!(
+        "conformance-{}-{}",
+        std::process::id(),
+        QUEUES.fetch_add(1, Ordering::Relaxed)
+    );
+    let (url, dlq_url) = moto::queue_with_dead_letters(sqs, &name, visibility, max_receives).await;
     QueueUnderTest {
         stale_receipts_delete: true,
-        queue: Arc::new(SqsQueue::new(sqs.clone(), main.queue_url().unwrap())),
+        queue: Arc::new(SqsQueue::new(sqs.clone(), url)),
         dead_letter: Arc::new(SqsQueue::new(sqs.clone(), dlq_url)),
     }
 }

@@ -222,6 +222,18 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// The domain value kept in a team's item `sk`.
+    async fn get_body<T: DeserializeOwned>(
+        &self,
+        team: &str,
+        sk: String,
+    ) -> StoreResult<Option<T>> {
+        self.get(team_pk(team), sk)
+            .await?
+            .map(|i| body(&i))
+            .transpose()
+    }
+
     /// Every item of a team whose sort key starts with `prefix`.
     async fn query_prefix(&self, team: &str, prefix: &str) -> StoreResult<Vec<Item>> {
         self.client
@@ -438,10 +450,7 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn get_team(&self, name: &str) -> StoreResult<Option<Team>> {
-        self.get(team_pk(name), "TEAM".into())
-            .await?
-            .map(|i| body(&i))
-            .transpose()
+        self.get_body(name, "TEAM".into()).await
     }
 
     async fn list_teams(&self) -> StoreResult<Vec<Team>> {
@@ -487,10 +496,7 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn get_automation(&self, team: &str, id: &str) -> StoreResult<Option<Automation>> {
-        self.get(team_pk(team), format!("AUTOMATION#{id}"))
-            .await?
-            .map(|i| body(&i))
-            .transpose()
+        self.get_body(team, format!("AUTOMATION#{id}")).await
     }
 
     async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>> {
@@ -562,10 +568,7 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn get_integration(&self, team: &str, id: &str) -> StoreResult<Option<Integration>> {
-        self.get(team_pk(team), format!("INTEGRATION#{id}"))
-            .await?
-            .map(|i| body(&i))
-            .transpose()
+        self.get_body(team, format!("INTEGRATION#{id}")).await
     }
 
     async fn list_integrations(&self, team: &str) -> StoreResult<Vec<Integration>> {
@@ -705,10 +708,7 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn get_execution(&self, team: &str, id: &str) -> StoreResult<Option<Execution>> {
-        self.get(team_pk(team), format!("EXECUTION#{id}"))
-            .await?
-            .map(|i| body(&i))
-            .transpose()
+        self.get_body(team, format!("EXECUTION#{id}")).await
     }
 
     async fn update_execution(&self, execution: &mut Execution) -> StoreResult<()> {
