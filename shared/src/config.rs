@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::delivery::guard::{OutboundGuard, parse_allow_networks};
+use crate::delivery::guard::{ALLOW_NETWORKS_ENV, OutboundGuard, parse_allow_networks};
 use crate::delivery::retry::RetrySchedule;
 use crate::usecases::Settings;
 
@@ -12,9 +12,9 @@ pub fn settings_from_env() -> Result<Settings, String> {
         Ok(spec) => RetrySchedule::parse(&spec)?,
         Err(_) => RetrySchedule::default(),
     };
-    let allow = match std::env::var("AUTOMATIONS_ALLOW_NETWORKS") {
+    let allow = match std::env::var(ALLOW_NETWORKS_ENV) {
         Ok(spec) => {
-            parse_allow_networks(&spec).map_err(|e| format!("AUTOMATIONS_ALLOW_NETWORKS: {e}"))?
+            parse_allow_networks(&spec).map_err(|e| format!("{ALLOW_NETWORKS_ENV}: {e}"))?
         }
         Err(_) => Vec::new(),
     };

@@ -34,10 +34,6 @@ impl SqsQueue {
             url: url.into(),
         }
     }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
 }
 
 /// Splits bodies into batches SQS accepts: at most 10 messages and 256 KiB each.
