@@ -24,8 +24,8 @@ use crate::domain::execution::{ActionRecord, Attempt, EventRef, Execution, Execu
 use crate::domain::ids::execution_id;
 use crate::domain::integration::{Integration, IntegrationKind};
 use crate::ports::{
-    AutomationStore, Clock, Queue, Received, SecretStore, SecretValue, StoreError, StoreResult,
-    Team,
+    AutomationStore, Clock, Lookup, Queue, Received, SecretStore, SecretValue, StoreError,
+    StoreResult, Team,
 };
 
 /// A clock that moves only when told to.
@@ -606,16 +606,36 @@ async fn matching_ids(
     event_type: EventType,
     scopes: &[Scope],
 ) -> Vec<String> {
-    let keys: Vec<String> = scopes.iter().map(Scope::key).collect();
-    let mut ids: Vec<String> = store
-        .matching_automations(team, event_type, &keys)
-        .await
-        .expect("matching_automations failed")
-        .into_iter()
-        .map(|a| a.id)
+    let mut found = matching_batch(store, &[(team, event_type, scopes)]).await;
+    found.pop().expect("one lookup, one answer")
+}
+
+/// For each (team, type, scopes) lookup, the sorted ids it finds, all in one call.
+async fn matching_batch(
+    store: &dyn AutomationStore,
+    lookups: &[(&str, EventType, &[Scope])],
+) -> Vec<Vec<String>> {
+    let lookups: Vec<Lookup> = lookups
+        .iter()
+        .map(|(team, event_type, scopes)| Lookup {
+            team: team.to_string(),
+            event_type: *event_type,
+            scope_keys: scopes.iter().map(Scope::key).collect(),
+        })
         .collect();
-    ids.sort_unstable();
-    ids
+    let found = store
+        .matching_automations(&lookups)
+        .await
+        .expect("matching_automations failed");
+    assert_eq!(found.len(), lookups.len(), "one answer per lookup");
+    found
+        .into_iter()
+        .map(|automations| {
+            let mut ids: Vec<String> = automations.into_iter().map(|a| a.id).collect();
+            ids.sort_unstable();
+            ids
+        })
+        .collect()
 }
 
 async fn matching_automations(store: &dyn AutomationStore) {
@@ -652,7 +672,7 @@ async fn matching_automations(store: &dyn AutomationStore) {
         put_ok(store, a, true).await;
     }
     // WHEN an alias is added to a resnet version of the model registry
-    let event_scopes = [team, resnet, model.clone()];
+    let event_scopes = [team, resnet.clone(), model.clone()];
     // THEN exactly the automations filed under its scope keys and type match
     let got = matching_ids(store, "match", Alias, &event_scopes).await;
     assert_eq!(got, ["m-model", "m-resnet", "m-team"]);
@@ -675,6 +695,33 @@ async fn matching_automations(store: &dyn AutomationStore) {
             .await
             .is_empty()
     );
+    // WHEN a batch of lookups shares partitions, repeats one, and has an empty one
+    let resnet_only = [resnet.clone()];
+    let got = matching_batch(
+        store,
+        &[
+            ("match", Alias, &event_scopes),
+            ("match", Alias, &resnet_only),
+            ("match-other", Alias, &event_scopes),
+            ("match", Alias, &[]),
+            ("match", Tag, &event_scopes),
+            ("match", Alias, &event_scopes),
+        ],
+    )
+    .await;
+    // THEN each lookup gets its own answer, in order
+    assert_eq!(
+        got,
+        [
+            strings(&["m-model", "m-resnet", "m-team"]),
+            strings(&["m-resnet"]),
+            strings(&["m-model"]),
+            strings(&[]),
+            strings(&["m-tag"]),
+            strings(&["m-model", "m-resnet", "m-team"]),
+        ]
+    );
+    assert!(matching_batch(store, &[]).await.is_empty());
 
     // WHEN one is refiled under another scope and another deleted
     let refiled = automation("match", "m-dataset", "dataset", model.clone(), Alias);

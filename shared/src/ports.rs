@@ -33,6 +33,15 @@ pub struct Team {
     pub created_at: String,
 }
 
+/// What an event looks automations up by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lookup {
+    pub team: String,
+    pub event_type: EventType,
+    /// The scope keys an automation may be filed under (`Scope::key`).
+    pub scope_keys: Vec<String>,
+}
+
 /// Teams, automations, integrations, event de-duplication and executions.
 #[async_trait]
 pub trait AutomationStore: Send + Sync {
@@ -46,14 +55,11 @@ pub trait AutomationStore: Send + Sync {
     async fn get_automation(&self, team: &str, id: &str) -> StoreResult<Option<Automation>>;
     async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>>;
     async fn delete_automation(&self, team: &str, id: &str) -> StoreResult<bool>;
-    /// The automations of `team` for `event_type` filed under any of `scope_keys`: an index
-    /// lookup whose cost does not grow with the team's other automations.
-    async fn matching_automations(
-        &self,
-        team: &str,
-        event_type: EventType,
-        scope_keys: &[String],
-    ) -> StoreResult<Vec<Automation>>;
+    /// For each lookup, in order, the automations of its team and event type filed under
+    /// any of its scope keys. Index lookups whose cost does not grow with the team's other
+    /// automations; lookups of one call share them, so a batch of events reads each index
+    /// partition once.
+    async fn matching_automations(&self, lookups: &[Lookup]) -> StoreResult<Vec<Vec<Automation>>>;
 
     /// Creates (`create`) or replaces an integration; its name is unique in the team.
     async fn put_integration(&self, integration: &Integration, create: bool) -> StoreResult<()>;

@@ -1,8 +1,11 @@
 //! Test harness: the real `automations` binary on a free port with a temporary data dir, a
-//! small API client, and a webhook receiver on loopback.
+//! small API client, a webhook receiver on loopback, and the Lambda functions' world on
+//! moto's server.
 
+pub mod lambda_stack;
 pub mod moto;
 pub mod receiver;
+pub mod request_counter;
 pub mod server;
 
 pub use receiver::{Delivery, Receiver};

@@ -55,8 +55,13 @@ fn start() -> String {
 
 /// An SDK configuration for moto: its endpoint, a region, and dummy credentials.
 pub async fn sdk_config() -> SdkConfig {
+    sdk_config_at(&endpoint()).await
+}
+
+/// An SDK configuration for an endpoint that stands in for AWS (moto, or a proxy before it).
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "testing", "testing", None, None, "moto",

@@ -7,132 +7,42 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use automations_tests::lambda_stack::{Stack, api_gateway_request, drive, record};
 use automations_tests::{Receiver, moto};
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::json;
-use shared::adapters::aws::{DynamoStore, SqsQueue};
+use shared::adapters::aws::SqsQueue;
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
 use shared::delivery::signing::{standard_webhooks_key, standard_webhooks_signature};
 use shared::http::{AppState, Surface, router_for};
-use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
+use shared::lambda::{dispatch_records, evaluate_records};
 use shared::ports::Queue;
 use shared::usecases::evaluate::Evaluator;
 use shared::usecases::{Engine, Settings, manage};
 use tower::ServiceExt;
 
-static N: AtomicUsize = AtomicUsize::new(0);
-
-async fn queue(sqs: &aws_sdk_sqs::Client, name: &str, max_receives: u32) -> String {
-    let visibility = Duration::from_secs(30);
-    moto::queue_with_dead_letters(sqs, name, visibility, max_receives)
-        .await
-        .0
+fn settings() -> Settings {
+    Settings {
+        retry: RetrySchedule::from_secs(&[1, 1]),
+        guard: Arc::new(OutboundGuard::new(
+            parse_allow_networks("127.0.0.0/8").unwrap(),
+        )),
+        sole_instance: None,
+    }
 }
 
-/// A table, queues and an operator-key secret of their own, and what the functions build
-/// from them at cold start: the engine and the operator key.
+/// A stack of its own on moto: the functions' engine, the queues, the operator key.
 async fn stack() -> (Engine, Arc<SqsQueue>, Arc<SqsQueue>, String) {
-    let sdk = moto::sdk_config().await;
-    let name = format!(
-        "pipeline-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    DynamoStore::create_table(&dynamodb, &name).await.unwrap();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let config = LambdaConfig {
-        table: name.clone(),
-        events_queue_url: queue(&sqs, &format!("{name}-events"), 5).await,
-        actions_queue_url: queue(&sqs, &format!("{name}-actions"), 15).await,
-        secrets_prefix: format!("{name}/"),
-        operator_key_secret: format!("{name}/operator-key"),
-        settings: Settings {
-            retry: RetrySchedule::from_secs(&[1, 1]),
-            guard: Arc::new(OutboundGuard::new(
-                parse_allow_networks("127.0.0.0/8").unwrap(),
-            )),
-            sole_instance: None,
-        },
-    };
-    let events = Arc::new(SqsQueue::new(sqs.clone(), &config.events_queue_url));
-    let actions = Arc::new(SqsQueue::new(sqs, &config.actions_queue_url));
-    aws_sdk_secretsmanager::Client::new(&sdk)
-        .create_secret()
-        .name(&config.operator_key_secret)
-        .secret_string(OPERATOR_KEY)
-        .send()
-        .await
-        .unwrap();
-    let key = operator_key(&config, &sdk).await.unwrap();
-    (engine(&config, &sdk).unwrap(), events, actions, key)
-}
-
-const OPERATOR_KEY: &str = "pipeline-operator-key-0123456789abcdef";
-
-/// An API Gateway HTTP API (payload 2.0) request, as the ingest function receives it.
-fn api_gateway_request(
-    method: &str,
-    path: &str,
-    key: &str,
-    body: &serde_json::Value,
-) -> lambda_http::Request {
-    let event = json!({
-        "version": "2.0", "routeKey": format!("{method} /v1/teams/{{team}}/events"), "rawPath": path, "rawQueryString": "",
-        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json"},
-        "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "api", "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
-            "userAgent": "test"}, "requestId": "r1", "routeKey": "POST /v1/teams/{team}/events", "stage": "$default",
-            "time": "23/Nov/2026:18:00:00 +0000", "timeEpoch": 1795460400000_i64},
-        "body": body.to_string(), "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
-}
-
-fn record(id: &str, receipt: &str, body: &str) -> SqsMessage {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(id.to_string());
-    m.receipt_handle = Some(receipt.to_string());
-    m.body = Some(body.to_string());
-    m
-}
-
-/// Plays Lambda's event source mapping once: up to 10 records (waiting up to `wait` for
-/// the first) to `handler`; deletes the records it did not report as failed.
-async fn drive<F, Fut>(
-    queue: &SqsQueue,
-    wait: Duration,
-    extra: Vec<SqsMessage>,
-    handler: F,
-) -> (usize, SqsBatchResponse)
-where
-    F: FnOnce(SqsEvent) -> Fut,
-    Fut: std::future::Future<Output = SqsBatchResponse>,
-{
-    let received = queue.receive(10, wait).await.unwrap();
-    let mut event = SqsEvent::default();
-    event.records = received
-        .iter()
-        .map(|m| record(&m.message_id, &m.receipt, &m.body))
-        .collect();
-    event.records.extend(extra);
-    let response = handler(event).await;
-    let failed: HashSet<&str> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
-    let done: Vec<String> = received
-        .iter()
-        .filter(|m| !failed.contains(m.message_id.as_str()))
-        .map(|m| m.receipt.clone())
-        .collect();
-    queue.delete_batch(&done).await.unwrap();
-    (received.len(), response)
+    let stack = Stack::new(settings()).await;
+    (
+        stack.engine,
+        stack.events,
+        stack.actions,
+        stack.operator_key,
+    )
 }
 
 #[tokio::test]
@@ -316,4 +226,139 @@ async fn a_poison_event_message_ends_in_the_dead_letter_queue() {
         dead.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
         vec!["not an event"]
     );
+}
+
+#[tokio::test]
+async fn a_batch_of_events_shares_its_index_lookups_and_each_event_gets_its_own_matches() {
+    // GIVEN automations of two teams, filed under registries, a collection and a team scope
+    let (engine, _, _, _) = stack().await;
+    for team in ["acme", "beta"] {
+        manage::create_team(&engine, team).await.unwrap();
+    }
+    let filed = [
+        (
+            "acme",
+            "a-model",
+            json!({"type": "registry", "name": "model"}),
+            "ADD_ARTIFACT_ALIAS",
+        ),
+        (
+            "acme",
+            "a-resnet",
+            json!({"type": "registry", "name": "model", "collection": "resnet"}),
+            "ADD_ARTIFACT_ALIAS",
+        ),
+        (
+            "acme",
+            "a-data",
+            json!({"type": "registry", "name": "data"}),
+            "ADD_ARTIFACT_ALIAS",
+        ),
+        ("acme", "a-links", json!({"type": "team"}), "LINK_ARTIFACT"),
+        (
+            "beta",
+            "b-model",
+            json!({"type": "registry", "name": "model"}),
+            "ADD_ARTIFACT_ALIAS",
+        ),
+    ];
+    for (team, name, scope, event_type) in filed {
+        let spec = json!({"name": name, "scope": scope, "event": {"type": event_type, "filter": {"alias": {"$ne": "staging"}}},
+            "action": {"type": "no_op"}});
+        manage::create_automation(&engine, team, serde_json::from_value(spec).unwrap())
+            .await
+            .unwrap();
+    }
+    let event =
+        |team: &str, id: &str, event_type: &str, registry: &str, collection: &str, alias: &str| {
+            let input = json!({"id": id, "event_type": event_type, "registry": registry,
+            "artifact": {"collection": collection, "version": "v1", "alias": alias}});
+            shared::usecases::ingest::parse_events(&engine, team, input)
+                .unwrap()
+                .remove(0)
+        };
+    let batch = vec![
+        event(
+            "acme",
+            "e1",
+            "ADD_ARTIFACT_ALIAS",
+            "model",
+            "resnet",
+            "production",
+        ),
+        event(
+            "acme",
+            "e2",
+            "ADD_ARTIFACT_ALIAS",
+            "model",
+            "vgg",
+            "production",
+        ),
+        event(
+            "acme",
+            "e3",
+            "ADD_ARTIFACT_ALIAS",
+            "data",
+            "resnet",
+            "production",
+        ),
+        event(
+            "beta",
+            "e4",
+            "ADD_ARTIFACT_ALIAS",
+            "model",
+            "resnet",
+            "production",
+        ),
+        event(
+            "acme",
+            "e5",
+            "LINK_ARTIFACT",
+            "model",
+            "resnet",
+            "production",
+        ),
+        event(
+            "acme",
+            "e6",
+            "ADD_ARTIFACT_ALIAS",
+            "model",
+            "resnet",
+            "staging",
+        ),
+        event(
+            "acme",
+            "e7",
+            "ADD_ARTIFACT_ALIAS",
+            "model",
+            "resnet",
+            "production",
+        ),
+    ];
+
+    // WHEN the batch is matched in one go
+    let matches = Evaluator::new(engine).matches_batch(&batch).await.unwrap();
+
+    // THEN every event has exactly the automations of its team, type, scope and filter
+    let names: Vec<Vec<String>> = matches
+        .iter()
+        .map(|found| {
+            let mut names: Vec<String> = found
+                .iter()
+                .map(|c| c.automation.spec.name.clone())
+                .collect();
+            names.sort();
+            names
+        })
+        .collect();
+    let expected: Vec<Vec<&str>> = vec![
+        vec!["a-model", "a-resnet"],
+        vec!["a-model"],
+        vec!["a-data"],
+        vec!["b-model"],
+        vec!["a-links"],
+        vec![],
+        vec!["a-model", "a-resnet"],
+    ];
+    assert_eq!(names, expected);
 }

@@ -12,7 +12,7 @@ use crate::domain::event::{Event, format_millis};
 use crate::domain::execution::{ActionRecord, EventRef, Execution, ExecutionStatus};
 use crate::domain::ids::execution_id;
 use crate::domain::template::{self, Var};
-use crate::ports::QueueError;
+use crate::ports::{Lookup, QueueError};
 
 /// Compiled automations are cached by id and revision; past this many the cache starts over.
 const CACHE_LIMIT: usize = 50_000;
@@ -41,16 +41,33 @@ impl Evaluator {
 
     /// The automations that fire on `event`.
     pub async fn matches(&self, event: &Event) -> Result<Vec<Arc<Compiled>>> {
-        let candidates = self
-            .engine
-            .store
-            .matching_automations(&event.team, event.event_type, &event.scope_keys())
-            .await?;
-        let document = event.filter_document();
-        Ok(candidates
-            .into_iter()
-            .filter_map(|a| self.compile(a))
-            .filter(|c| c.matches(event, &document))
+        let mut matches = self.matches_batch(std::slice::from_ref(event)).await?;
+        Ok(matches.pop().unwrap_or_default())
+    }
+
+    /// For each event, in order, the automations that fire on it. The events share their
+    /// index lookups: a batch reads each (team, event type, scope) partition once.
+    pub async fn matches_batch(&self, events: &[Event]) -> Result<Vec<Vec<Arc<Compiled>>>> {
+        let lookups: Vec<Lookup> = events
+            .iter()
+            .map(|event| Lookup {
+                team: event.team.clone(),
+                event_type: event.event_type,
+                scope_keys: event.scope_keys(),
+            })
+            .collect();
+        let candidates = self.engine.store.matching_automations(&lookups).await?;
+        Ok(events
+            .iter()
+            .zip(candidates)
+            .map(|(event, candidates)| {
+                let document = event.filter_document();
+                candidates
+                    .into_iter()
+                    .filter_map(|a| self.compile(a))
+                    .filter(|c| c.matches(event, &document))
+                    .collect()
+            })
             .collect())
     }
 
@@ -80,8 +97,8 @@ impl Evaluator {
     /// Creates the executions of a batch of events and queues the ones to deliver.
     pub async fn evaluate(&self, events: &[Event]) -> Result<Evaluation> {
         let mut executions = Vec::new();
-        for event in events {
-            for compiled in self.matches(event).await? {
+        for (event, matches) in events.iter().zip(self.matches_batch(events).await?) {
+            for compiled in matches {
                 executions.push(new_execution(event, &compiled.automation));
             }
         }

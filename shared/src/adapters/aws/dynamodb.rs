@@ -30,10 +30,9 @@ use time::OffsetDateTime;
 
 use super::describe;
 use crate::domain::automation::{Automation, Scope};
-use crate::domain::event::EventType;
 use crate::domain::execution::Execution;
 use crate::domain::integration::Integration;
-use crate::ports::{AutomationStore, Clock, StoreError, StoreResult, Team};
+use crate::ports::{AutomationStore, Clock, Lookup, StoreError, StoreResult, Team};
 
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
@@ -54,6 +53,9 @@ pub const AUTOMATION_SORT: &str = "automation_sk";
 pub const EXECUTION_RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 type Item = HashMap<String, AttributeValue>;
+
+/// Trigger-index queries in flight at once for one batch of lookups.
+const MAX_CONCURRENT_QUERIES: usize = 16;
 
 pub struct DynamoStore {
     client: Client,
@@ -511,46 +513,84 @@ impl AutomationStore for DynamoStore {
         self.delete_named("AUTOMATION", team, id).await
     }
 
-    async fn matching_automations(
-        &self,
-        team: &str,
-        event_type: EventType,
-        scope_keys: &[String],
-    ) -> StoreResult<Vec<Automation>> {
-        // One query per scope base (the team, and the event's project or registry); the
-        // collection is a filter within the base's partition.
-        let mut wanted: HashMap<String, HashSet<String>> = HashMap::new();
-        for key in scope_keys {
-            let (base, collection) = split_scope_key(key);
-            wanted.entry(base).or_default().insert(collection);
+    async fn matching_automations(&self, lookups: &[Lookup]) -> StoreResult<Vec<Vec<Automation>>> {
+        // One query per trigger partition (team, event type and scope base: the team, a
+        // project or a registry), shared by all the lookups of the call; the collection is
+        // a filter within the partition. Queries run concurrently.
+        let mut wanted = Vec::with_capacity(lookups.len());
+        let mut partitions = HashSet::new();
+        for lookup in lookups {
+            let keys: Vec<(String, String)> = lookup
+                .scope_keys
+                .iter()
+                .map(|key| {
+                    let (base, collection) = split_scope_key(key);
+                    (
+                        trigger_key(&lookup.team, lookup.event_type.as_str(), &base),
+                        collection,
+                    )
+                })
+                .collect();
+            partitions.extend(keys.iter().map(|(partition, _)| partition.clone()));
+            wanted.push(keys);
         }
-        let mut out = Vec::new();
-        for (base, collections) in wanted {
-            let items: Vec<Item> = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(BY_TRIGGER)
-                .key_condition_expression("#k = :k")
-                .expression_attribute_names("#k", TRIGGER_KEY)
-                .expression_attribute_values(":k", s(trigger_key(team, event_type.as_str(), &base)))
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(|e| backend("Query", e))?;
+        let mut filed: HashMap<String, Vec<(String, Automation)>> = HashMap::new();
+        let mut queries = tokio::task::JoinSet::new();
+        let mut partitions = partitions.into_iter();
+        loop {
+            while queries.len() < MAX_CONCURRENT_QUERIES {
+                let Some(partition) = partitions.next() else {
+                    break;
+                };
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(BY_TRIGGER)
+                    .key_condition_expression("#k = :k")
+                    .expression_attribute_names("#k", TRIGGER_KEY)
+                    .expression_attribute_values(":k", s(&partition));
+                queries.spawn(async move {
+                    let items = query
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .collect::<Result<Vec<_>, _>>()
+                        .await;
+                    (partition, items)
+                });
+            }
+            let Some(done) = queries.join_next().await else {
+                break;
+            };
+            let (partition, items) =
+                done.map_err(|e| StoreError::Backend(format!("DynamoDB Query task: {e}")))?;
+            let items = items.map_err(|e| backend("Query", e))?;
+            let mut automations = Vec::with_capacity(items.len());
             for item in &items {
                 let collection = match item.get(COLLECTION) {
-                    Some(AttributeValue::S(c)) => c.as_str(),
-                    _ => "",
+                    Some(AttributeValue::S(c)) => c.clone(),
+                    _ => String::new(),
                 };
-                if collections.contains(collection) {
-                    out.push(body(item)?);
-                }
+                automations.push((collection, body(item)?));
             }
+            filed.insert(partition, automations);
         }
-        Ok(out)
+        Ok(wanted
+            .into_iter()
+            .map(|keys| {
+                keys.iter()
+                    .flat_map(|(partition, collection)| {
+                        filed
+                            .get(partition)
+                            .into_iter()
+                            .flatten()
+                            .filter(move |(c, _)| c == collection)
+                            .map(|(_, a)| a.clone())
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     async fn put_integration(&self, integration: &Integration, create: bool) -> StoreResult<()> {

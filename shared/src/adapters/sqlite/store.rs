@@ -1,6 +1,6 @@
 //! `AutomationStore` on SQLite.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use crate::domain::automation::Automation;
 use crate::domain::event::EventType;
 use crate::domain::execution::Execution;
 use crate::domain::integration::Integration;
-use crate::ports::{AutomationStore, Clock, StoreError, StoreResult, Team};
+use crate::ports::{AutomationStore, Clock, Lookup, StoreError, StoreResult, Team};
 
 pub struct SqliteStore {
     db: Database,
@@ -250,26 +250,34 @@ impl AutomationStore for SqliteStore {
         self.delete_item(Table::Automations, team, id).await
     }
 
-    async fn matching_automations(
-        &self,
-        team: &str,
-        event_type: EventType,
-        scope_keys: &[String],
-    ) -> StoreResult<Vec<Automation>> {
-        let team = team.to_string();
-        let keys = scope_keys.to_vec();
+    async fn matching_automations(&self, lookups: &[Lookup]) -> StoreResult<Vec<Vec<Automation>>> {
+        let lookups = lookups.to_vec();
         Ok(self
             .db
             .call(move |c| {
                 let mut stmt = c.prepare_cached(
                     "SELECT body FROM automations WHERE team = ?1 AND event_type = ?2 AND scope_key = ?3",
                 )?;
-                let mut out = Vec::new();
-                for key in &keys {
-                    let bodies = stmt.query_map(params![team, event_type.as_str(), key], |r| r.get::<_, String>(0))?;
-                    for body in bodies {
-                        out.push(decode(&body?)?);
+                // Lookups of one call read each (team, type, scope key) once.
+                let mut filed: HashMap<(&str, EventType, &str), Vec<Automation>> = HashMap::new();
+                let mut out = Vec::with_capacity(lookups.len());
+                for lookup in &lookups {
+                    let mut found = Vec::new();
+                    for key in &lookup.scope_keys {
+                        let index = (lookup.team.as_str(), lookup.event_type, key.as_str());
+                        if let std::collections::hash_map::Entry::Vacant(slot) = filed.entry(index) {
+                            let bodies = stmt.query_map(
+                                params![lookup.team, lookup.event_type.as_str(), key],
+                                |r| r.get::<_, String>(0),
+                            )?;
+                            let automations = bodies
+                                .map(|body| decode(&body?))
+                                .collect::<Result<Vec<_>, DbError>>()?;
+                            slot.insert(automations);
+                        }
+                        found.extend(filed[&index].iter().cloned());
                     }
+                    out.push(found);
                 }
                 Ok(out)
             })
