@@ -1,9 +1,10 @@
 //! A short-lived cache in front of a `SecretStore`: a warm Lambda container reads a secret
 //! from Secrets Manager once per `ttl`, not once per delivery. Writes and deletes through the
 //! cache take effect in it at once; changes made elsewhere show after at most `ttl`.
+//! Concurrent reads of a secret that is not cached wait for one read of the store.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -20,6 +21,8 @@ pub struct CachedSecrets<S> {
     inner: S,
     ttl: Duration,
     entries: Mutex<HashMap<Key, (Instant, SecretValue)>>,
+    /// One gate per secret: a miss reads the store while holding it.
+    loads: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<S: SecretStore> CachedSecrets<S> {
@@ -28,7 +31,14 @@ impl<S: SecretStore> CachedSecrets<S> {
             inner,
             ttl,
             entries: Mutex::new(HashMap::new()),
+            loads: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn cached(&self, key: &Key) -> Option<SecretValue> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, value) = entries.get(key)?;
+        (at.elapsed() < self.ttl).then(|| value.clone())
     }
 
     fn forget(&self, team: &str, name: &str) {
@@ -49,14 +59,20 @@ impl<S: SecretStore> SecretStore for CachedSecrets<S> {
 
     async fn get_secret(&self, team: &str, name: &str) -> StoreResult<Option<SecretValue>> {
         let key = (team.to_string(), name.to_string());
-        if let Some((at, value)) = self
-            .entries
+        if let Some(value) = self.cached(&key) {
+            return Ok(Some(value));
+        }
+        let gate = self
+            .loads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(Some(value.clone()));
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let _loading = gate.lock().await;
+        // Whoever held the gate before may have just read it.
+        if let Some(value) = self.cached(&key) {
+            return Ok(Some(value));
         }
         let value = self.inner.get_secret(team, name).await?;
         // A miss is not kept: a secret created right after must be usable at once.
@@ -80,7 +96,6 @@ impl<S: SecretStore> SecretStore for CachedSecrets<S> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
@@ -104,6 +119,8 @@ mod tests {
         }
         async fn get_secret(&self, team: &str, name: &str) -> StoreResult<Option<SecretValue>> {
             self.reads.fetch_add(1, Ordering::Relaxed);
+            // As slow as a network call, so that concurrent readers overlap.
+            tokio::time::sleep(Duration::from_millis(20)).await;
             Ok(self
                 .values
                 .lock()
@@ -158,5 +175,25 @@ mod tests {
         cache.get_secret("acme", "T").await.unwrap();
         cache.get_secret("acme", "T").await.unwrap();
         assert_eq!(inner.reads.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_read_the_store_once() {
+        let inner = Arc::new(Counting::default());
+        let cache = Arc::new(CachedSecrets::new(inner.clone(), Duration::from_secs(3600)));
+        inner
+            .put_secret("acme", "T", &SecretValue("one".into()))
+            .await
+            .unwrap();
+        let readers: Vec<_> = (0..10)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get_secret("acme", "T").await.unwrap() })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap(), Some(SecretValue("one".into())));
+        }
+        assert_eq!(inner.reads.load(Ordering::Relaxed), 1);
     }
 }
