@@ -3,6 +3,11 @@
 //! `bench e2e`: the real `automations` binary (built beside this one), events posted over
 //! HTTP, webhooks received on loopback; throughput and latency at a steady rate.
 //! `bench matching`: matching cost per event with 10, 1,000 and 100,000 automations.
+//! `bench aws`: AWS requests per event and per execution made by the Lambda functions'
+//! code (ingest, evaluate, dispatch) for a batch of events, counted at a proxy in front of
+//! moto's server. `--scopes N` spreads the events over N registries.
+//! `bench coldstart`: each Lambda binary's cold start, from process start until it asks a
+//! runtime-API emulator for its first event (`--bin-dir`, default `target/bundle`; `--runs`).
 //!
 //! Run: `cargo build --release -p automations-local -p automations-tests && target/release/bench all`
 
@@ -39,6 +44,21 @@ async fn main() {
             .await
         }
         "matching" => matching().await,
+        "aws" => aws(number("--events", 1_000), number("--scopes", 1)).await,
+        "coldstart" => {
+            let dir = args
+                .iter()
+                .position(|a| a == "--bin-dir")
+                .and_then(|i| args.get(i + 1))
+                .map_or_else(
+                    || {
+                        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                            .join("../target/bundle")
+                    },
+                    std::path::PathBuf::from,
+                );
+            coldstart(&dir, number("--runs", 20)).await
+        }
         "all" => {
             e2e(
                 number("--events", 20_000),
@@ -50,7 +70,7 @@ async fn main() {
         }
         other => {
             eprintln!(
-                "usage: bench [e2e [--events N] [--rate R] [--seconds S] | matching | all] (not {other:?})"
+                "usage: bench [e2e [--events N] [--rate R] [--seconds S] | matching | aws [--events N] [--scopes N] | coldstart [--bin-dir D] [--runs N] | all] (not {other:?})"
             );
             std::process::exit(2);
         }
@@ -224,6 +244,240 @@ async fn matching() {
         println!(
             "matching with {n:>7} automations in the team: {:.1} µs per event",
             per.as_secs_f64() * 1e6
+        );
+    }
+}
+
+/// Requests the functions' code makes per event and per execution, by phase.
+async fn aws(events: usize, scopes: usize) {
+    use automations_tests::lambda_stack::{Stack, api_gateway_request, drive};
+    use automations_tests::moto;
+    use automations_tests::request_counter::RequestCounter;
+    use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
+    use shared::http::{AppState, Surface, router_for};
+    use shared::lambda::{dispatch_records, evaluate_records};
+    use shared::usecases::manage;
+    use tower::ServiceExt;
+
+    let counter = RequestCounter::start(&moto::endpoint()).await;
+    let setup = moto::sdk_config().await;
+    let functions = moto::sdk_config_at(&counter.url).await;
+    let settings = Settings {
+        guard: Arc::new(OutboundGuard::new(
+            parse_allow_networks("127.0.0.0/8").expect("networks"),
+        )),
+        ..Settings::default()
+    };
+    let stack = Stack::with_functions_at(&setup, &functions, settings).await;
+    let engine = stack.engine.clone();
+    let receiver = Receiver::start().await;
+    manage::create_team(&engine, "acme").await.expect("team");
+    manage::put_secret(
+        &engine,
+        "acme",
+        "SIGNING",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+    )
+    .await
+    .expect("secret");
+    let hook = json!({"type": "webhook", "name": "sink", "url": receiver.url, "signing_secret": "SIGNING"});
+    let integration =
+        manage::create_integration(&engine, "acme", serde_json::from_value(hook).expect("hook"))
+            .await
+            .expect("integration");
+    // Each event matches one automation of its registry; a team-wide one is looked at too.
+    for r in 0..scopes {
+        let spec = json!({"name": format!("deploy-{r}"), "scope": {"type": "registry", "name": format!("model-{r}")},
+            "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "production"}},
+            "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
+        manage::create_automation(&engine, "acme", serde_json::from_value(spec).expect("spec"))
+            .await
+            .expect("automation");
+    }
+    let spec = json!({"name": "audit", "scope": {"type": "team"},
+        "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "staging"}}, "action": {"type": "no_op"}});
+    manage::create_automation(&engine, "acme", serde_json::from_value(spec).expect("spec"))
+        .await
+        .expect("automation");
+    counter.take();
+
+    // Ingest: batches of 100 through the ingest function's router.
+    let ingest = router_for(
+        AppState::new(engine.clone(), &stack.operator_key),
+        Surface::Ingest,
+    );
+    let all: Vec<Value> = (0..events)
+        .map(|i| json!({"id": format!("ev-{i}"), "event_type": "ADD_ARTIFACT_ALIAS", "registry": format!("model-{}", i % scopes),
+            "artifact": {"collection": "resnet", "version": format!("v{i}"), "alias": "production"}}))
+        .collect();
+    for batch in all.chunks(100) {
+        let request = api_gateway_request(
+            "POST",
+            "/v1/teams/acme/events",
+            &stack.operator_key,
+            &json!({"events": batch}),
+        );
+        let response = ingest.clone().oneshot(request).await.expect("ingest");
+        assert_eq!(response.status(), 202, "ingest accepted the batch");
+    }
+    let ingested = counter.take();
+
+    // Evaluate and dispatch: records in batches of 10 (the event source mapping's default).
+    let evaluator = Evaluator::new(engine.clone());
+    let (mut handed, mut batches) = (0, 0);
+    while handed < events {
+        let (got, response) = drive(&stack.events, Duration::from_secs(5), vec![], |e| {
+            evaluate_records(&evaluator, e)
+        })
+        .await;
+        assert!(
+            got > 0 && response.batch_item_failures.is_empty(),
+            "evaluate keeps up"
+        );
+        handed += got;
+        batches += 1;
+    }
+    let evaluated = counter.take();
+    let evaluate_batches = batches;
+    let (mut handed, mut batches) = (0, 0);
+    while handed < events {
+        let (got, response) = drive(&stack.actions, Duration::from_secs(5), vec![], |e| {
+            dispatch_records(&engine, stack.actions.clone(), e)
+        })
+        .await;
+        assert!(
+            got > 0 && response.batch_item_failures.is_empty(),
+            "dispatch delivers"
+        );
+        handed += got;
+        batches += 1;
+    }
+    let dispatched = counter.take();
+    assert_eq!(receiver.count(), events, "one webhook per event");
+
+    println!(
+        "AWS requests by the functions for {events} events over {scopes} registries (one execution each), counted at moto:"
+    );
+    let show = |phase: &str, per: &str, counts: &std::collections::BTreeMap<String, u64>| {
+        let total: u64 = counts.values().sum();
+        println!(
+            "  {phase}: {total} requests, {:.3} per {per}",
+            total as f64 / events as f64
+        );
+        for (op, n) in counts {
+            println!(
+                "    {op:<32} {n:>6}  {:.3} per {per}",
+                *n as f64 / events as f64
+            );
+        }
+    };
+    show("ingest (batches of 100)", "event", &ingested);
+    show(
+        &format!("evaluate ({evaluate_batches} batches)"),
+        "event",
+        &evaluated,
+    );
+    show(
+        &format!("dispatch ({batches} batches)"),
+        "execution",
+        &dispatched,
+    );
+}
+
+/// Cold start of each Lambda binary against a runtime-API emulator on loopback: the time
+/// from spawning the process until its first `GET /2018-06-01/runtime/invocation/next`.
+/// The functions' AWS calls at init (the operator key, for ingest and api) go to moto.
+async fn coldstart(dir: &std::path::Path, runs: usize) {
+    use automations_tests::lambda_stack::Stack;
+    use automations_tests::moto;
+    use tokio::io::AsyncReadExt;
+
+    let stack = Stack::new(Settings::default()).await;
+    let config = &stack.config;
+    let mut env: Vec<(&str, String)> = vec![
+        ("AUTOMATIONS_TABLE", config.table.clone()),
+        (
+            "AUTOMATIONS_EVENTS_QUEUE_URL",
+            config.events_queue_url.clone(),
+        ),
+        (
+            "AUTOMATIONS_ACTIONS_QUEUE_URL",
+            config.actions_queue_url.clone(),
+        ),
+        ("AUTOMATIONS_SECRETS_PREFIX", config.secrets_prefix.clone()),
+        (
+            "AUTOMATIONS_OPERATOR_KEY_SECRET",
+            config.operator_key_secret.clone(),
+        ),
+        ("AWS_ENDPOINT_URL", moto::endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench".into()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench".into()),
+        ("RUST_LOG", "warn".into()),
+    ];
+    println!(
+        "cold start, process start → first request for an event ({runs} runs each, {}):",
+        dir.display()
+    );
+    for name in ["ingest", "api", "evaluate", "dispatch"] {
+        let binary = dir.join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing; build it with: cargo build --profile bundle -p automations-{name}",
+            binary.display()
+        );
+        env.retain(|(k, _)| *k != "AWS_LAMBDA_FUNCTION_NAME");
+        env.push(("AWS_LAMBDA_FUNCTION_NAME", name.into()));
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let emulator = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind emulator");
+            let address = emulator.local_addr().expect("addr").to_string();
+            let started = Instant::now();
+            let mut child = tokio::process::Command::new(&binary)
+                .env_clear()
+                .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                .env("AWS_LAMBDA_RUNTIME_API", &address)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("spawn the function");
+            let (mut socket, _) = tokio::time::timeout(Duration::from_secs(30), emulator.accept())
+                .await
+                .expect("the function called the runtime API within 30 s")
+                .expect("accept");
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.expect("read the request");
+                assert!(n > 0, "the function closed the connection");
+                request.extend_from_slice(&buf[..n]);
+            }
+            let elapsed = started.elapsed();
+            let line = String::from_utf8_lossy(&request);
+            let line = line.lines().next().unwrap_or_default();
+            assert!(
+                line.starts_with("GET /2018-06-01/runtime/invocation/next"),
+                "{name}: first request was {line:?}"
+            );
+            times.push(elapsed);
+            child.kill().await.expect("kill");
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let size = std::fs::metadata(&binary).map(|m| m.len()).unwrap_or(0);
+        println!(
+            "  {name:<9} median {:.1} ms, p90 {:.1} ms, max {:.1} ms  (binary {:.1} MB)",
+            ms(times[runs / 2]),
+            ms(times[(runs * 9 / 10).min(runs - 1)]),
+            ms(times[runs - 1]),
+            size as f64 / 1e6
         );
     }
 }
