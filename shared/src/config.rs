@@ -8,15 +8,20 @@ use crate::usecases::Settings;
 
 /// Reads `AUTOMATIONS_RETRY_SCHEDULE` and `AUTOMATIONS_ALLOW_NETWORKS`; errors name the variable.
 pub fn settings_from_env() -> Result<Settings, String> {
-    let retry = match std::env::var("AUTOMATIONS_RETRY_SCHEDULE") {
-        Ok(spec) => RetrySchedule::parse(&spec)?,
-        Err(_) => RetrySchedule::default(),
+    settings_from(&|name| std::env::var(name).ok())
+}
+
+/// The settings from the variables `var` looks up.
+pub fn settings_from(var: &dyn Fn(&str) -> Option<String>) -> Result<Settings, String> {
+    let retry = match var("AUTOMATIONS_RETRY_SCHEDULE") {
+        Some(spec) => RetrySchedule::parse(&spec)?,
+        None => RetrySchedule::default(),
     };
-    let allow = match std::env::var(ALLOW_NETWORKS_ENV) {
-        Ok(spec) => {
+    let allow = match var(ALLOW_NETWORKS_ENV) {
+        Some(spec) => {
             parse_allow_networks(&spec).map_err(|e| format!("{ALLOW_NETWORKS_ENV}: {e}"))?
         }
-        Err(_) => Vec::new(),
+        None => Vec::new(),
     };
     Ok(Settings {
         retry,

@@ -9,7 +9,7 @@ use tracing::Instrument;
 
 use crate::adapters::aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
 use crate::adapters::cached_secrets::{CachedSecrets, SECRETS_CACHE_TTL};
-use crate::config::settings_from_env;
+use crate::config::settings_from;
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
 use crate::ports::{Clock, Queue, SystemClock};
@@ -31,15 +31,21 @@ pub struct LambdaConfig {
 impl LambdaConfig {
     /// Reads the configuration; an error names the missing or invalid variable.
     pub fn from_env() -> Result<Self, String> {
-        let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+        Self::from_vars(&|name| std::env::var(name).ok())
+    }
+
+    /// The configuration from the variables `var` looks up (the environment, or the
+    /// variables a template gives a function).
+    pub fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let required = |name: &str| var(name).ok_or_else(|| format!("{name} is not set"));
         Ok(Self {
-            table: var("AUTOMATIONS_TABLE")?,
-            events_queue_url: var("AUTOMATIONS_EVENTS_QUEUE_URL")?,
-            actions_queue_url: var("AUTOMATIONS_ACTIONS_QUEUE_URL")?,
-            secrets_prefix: std::env::var("AUTOMATIONS_SECRETS_PREFIX")
-                .unwrap_or_else(|_| "automations/".into()),
-            operator_key_secret: var("AUTOMATIONS_OPERATOR_KEY_SECRET")?,
-            settings: settings_from_env()?,
+            table: required("AUTOMATIONS_TABLE")?,
+            events_queue_url: required("AUTOMATIONS_EVENTS_QUEUE_URL")?,
+            actions_queue_url: required("AUTOMATIONS_ACTIONS_QUEUE_URL")?,
+            secrets_prefix: var("AUTOMATIONS_SECRETS_PREFIX")
+                .unwrap_or_else(|| "automations/".into()),
+            operator_key_secret: required("AUTOMATIONS_OPERATOR_KEY_SECRET")?,
+            settings: settings_from(var)?,
         })
     }
 }
