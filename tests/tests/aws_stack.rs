@@ -1,0 +1,535 @@
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+//! `infra/template.yaml` against the code. moto's CloudFormation creates the template's
+//! stack: its table and queues (moto 5 creates neither `AWS::Serverless::Function`s nor
+//! `AWS::SecretsManager::Secret`s, so the test creates the operator-key secret under the
+//! name the template gives it). Each function is then built from exactly the variables the
+//! template gives it, resolved against the stack's resources, and the pipeline runs through
+//! the real handlers: API Gateway request → ingest → events queue → evaluate → actions
+//! queue → dispatch → a signed webhook at a loopback receiver, the execution FINISHED.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use automations_tests::lambda_stack::{api_gateway_request, drive};
+use automations_tests::{Receiver, moto};
+use aws_sdk_cloudformation::types::Capability;
+use serde_json::json;
+use serde_norway::Value;
+use shared::adapters::aws::{SqsQueue, dynamodb};
+use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
+use shared::http::{AppState, Surface, router_for};
+use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
+use shared::usecases::evaluate::Evaluator;
+use shared::usecases::manage;
+use tower::ServiceExt;
+
+/// The variables DESIGN.md's AWS runtime contract gives every function, and no others.
+const CONTRACT: [&str; 5] = [
+    "AUTOMATIONS_TABLE",
+    "AUTOMATIONS_EVENTS_QUEUE_URL",
+    "AUTOMATIONS_ACTIONS_QUEUE_URL",
+    "AUTOMATIONS_SECRETS_PREFIX",
+    "AUTOMATIONS_OPERATOR_KEY_SECRET",
+];
+
+const FUNCTIONS: [&str; 4] = [
+    "IngestFunction",
+    "ApiFunction",
+    "EvaluateFunction",
+    "DispatchFunction",
+];
+
+const OUTPUTS: [&str; 7] = [
+    "ApiUrl",
+    "TableName",
+    "EventsQueueUrl",
+    "ActionsQueueUrl",
+    "EventsDlqUrl",
+    "ActionsDlqUrl",
+    "OperatorKeySecret",
+];
+
+fn template_text() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The template, and the stack moto made of it.
+struct Deployed {
+    template: Value,
+    stack: String,
+    /// Logical id → physical id, for the resources moto created.
+    physical: HashMap<String, String>,
+    outputs: HashMap<String, String>,
+}
+
+impl Deployed {
+    async fn create(sdk: &aws_config::SdkConfig) -> Deployed {
+        let body = template_text();
+        let template: Value = serde_norway::from_str(&body).unwrap();
+        let stack = format!("automations-{}", std::process::id());
+        let cloudformation = aws_sdk_cloudformation::Client::new(sdk);
+        cloudformation
+            .create_stack()
+            .stack_name(&stack)
+            .template_body(&body)
+            .capabilities(Capability::CapabilityIam)
+            .capabilities(Capability::CapabilityAutoExpand)
+            .send()
+            .await
+            .unwrap();
+        let described = cloudformation
+            .describe_stacks()
+            .stack_name(&stack)
+            .send()
+            .await
+            .unwrap();
+        let created = &described.stacks()[0];
+        assert_eq!(
+            created.stack_status().map(|s| s.as_str()),
+            Some("CREATE_COMPLETE"),
+            "{:?}",
+            created.stack_status_reason()
+        );
+        let outputs = created
+            .outputs()
+            .iter()
+            .map(|o| {
+                (
+                    o.output_key().unwrap_or_default().to_string(),
+                    o.output_value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let resources = cloudformation
+            .list_stack_resources()
+            .stack_name(&stack)
+            .send()
+            .await
+            .unwrap();
+        let physical = resources
+            .stack_resource_summaries()
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.logical_resource_id()?.to_string(),
+                    r.physical_resource_id()?.to_string(),
+                ))
+            })
+            .collect();
+        Deployed {
+            template,
+            stack,
+            physical,
+            outputs,
+        }
+    }
+
+    fn resource(&self, logical: &str) -> &Value {
+        let resource = &self.template["Resources"][logical];
+        assert!(
+            !resource.is_null(),
+            "the template has no resource {logical}"
+        );
+        resource
+    }
+
+    /// What an intrinsic function (or a plain value) of the template comes to in this stack.
+    fn resolve(&self, value: &Value) -> String {
+        match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Tagged(tagged) => self.intrinsic(&tagged.tag.to_string(), &tagged.value),
+            Value::Mapping(m) if m.len() == 1 => {
+                let (key, arg) = m.iter().next().unwrap();
+                let name = key.as_str().unwrap_or_default();
+                self.intrinsic(name.trim_start_matches("Fn::"), arg)
+            }
+            other => panic!("cannot resolve {other:?}"),
+        }
+    }
+
+    fn intrinsic(&self, name: &str, arg: &Value) -> String {
+        match name.trim_start_matches('!') {
+            "Ref" => self.reference(arg.as_str().unwrap()),
+            "GetAtt" => {
+                let (logical, attribute) = match arg {
+                    Value::String(s) => s.split_once('.').unwrap(),
+                    Value::Sequence(parts) => {
+                        (parts[0].as_str().unwrap(), parts[1].as_str().unwrap())
+                    }
+                    other => panic!("GetAtt {other:?}"),
+                };
+                self.attribute(logical, attribute)
+            }
+            "Sub" => {
+                let text = arg.as_str().expect("Sub of a plain string");
+                let mut out = String::new();
+                let mut rest = text;
+                while let Some(start) = rest.find("${") {
+                    out.push_str(&rest[..start]);
+                    let end = rest[start..].find('}').unwrap() + start;
+                    let name = &rest[start + 2..end];
+                    out.push_str(&match name.split_once('.') {
+                        Some((logical, attribute)) if !name.starts_with("AWS::") => {
+                            self.attribute(logical, attribute)
+                        }
+                        _ => self.reference(name),
+                    });
+                    rest = &rest[end + 1..];
+                }
+                out.push_str(rest);
+                out
+            }
+            other => panic!("the stack test does not resolve the intrinsic {other}"),
+        }
+    }
+
+    fn reference(&self, name: &str) -> String {
+        match name {
+            "AWS::StackName" => self.stack.clone(),
+            "AWS::Region" => "us-east-1".into(),
+            "AWS::AccountId" => "123456789012".into(),
+            "AWS::Partition" => "aws".into(),
+            "AWS::URLSuffix" => "amazonaws.com".into(),
+            logical => match self.physical.get(logical) {
+                Some(id) => id.clone(),
+                // moto makes no secret: its name is what the test creates it under.
+                None if self.resource(logical)["Type"] == "AWS::SecretsManager::Secret" => {
+                    self.resolve(&self.resource(logical)["Properties"]["Name"])
+                }
+                None => panic!("moto did not create {logical}, which a function refers to"),
+            },
+        }
+    }
+
+    fn attribute(&self, logical: &str, attribute: &str) -> String {
+        // A queue's physical id is its URL; a table's is its name.
+        let id = self.reference(logical);
+        let kind = self.resource(logical)["Type"].as_str().unwrap_or_default();
+        match (kind, attribute) {
+            ("AWS::SQS::Queue", "QueueUrl") => id,
+            ("AWS::SQS::Queue", "QueueName") => id.rsplit('/').next().unwrap().to_string(),
+            ("AWS::SQS::Queue", "Arn") => format!(
+                "arn:aws:sqs:us-east-1:123456789012:{}",
+                id.rsplit('/').next().unwrap()
+            ),
+            ("AWS::DynamoDB::Table", "Arn") => {
+                format!("arn:aws:dynamodb:us-east-1:123456789012:table/{id}")
+            }
+            _ => panic!("the stack test does not resolve {logical}.{attribute}"),
+        }
+    }
+
+    /// A function's variables: the template's globals, then its own.
+    fn variables(&self, function: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for source in [
+            &self.template["Globals"]["Function"]["Environment"]["Variables"],
+            &self.resource(function)["Properties"]["Environment"]["Variables"],
+        ] {
+            if let Value::Mapping(vars) = source {
+                for (k, v) in vars {
+                    out.insert(k.as_str().unwrap().to_string(), self.resolve(v));
+                }
+            }
+        }
+        out
+    }
+
+    /// A function's property, its own or from the globals.
+    fn property(&self, function: &str, name: &str) -> Value {
+        let own = &self.resource(function)["Properties"][name];
+        if own.is_null() {
+            self.template["Globals"]["Function"][name].clone()
+        } else {
+            own.clone()
+        }
+    }
+
+    /// The function's event sources of a SAM `Type`.
+    fn events(&self, function: &str, kind: &str) -> Vec<Value> {
+        match &self.resource(function)["Properties"]["Events"] {
+            Value::Mapping(events) => events
+                .values()
+                .filter(|e| e["Type"] == kind)
+                .map(|e| e["Properties"].clone())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The function's configuration: exactly the contract's variables, as the template gives them.
+fn config(deployed: &Deployed, function: &str) -> LambdaConfig {
+    let vars = deployed.variables(function);
+    assert_eq!(
+        vars.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        CONTRACT.into_iter().collect::<BTreeSet<_>>(),
+        "{function} gets exactly the contract's variables"
+    );
+    let mut config = LambdaConfig::from_vars(&|name| vars.get(name).cloned()).unwrap();
+    // The receiver is on loopback, which the outbound guard refuses in production; only
+    // this test opens it.
+    config.settings.guard = Arc::new(OutboundGuard::new(
+        parse_allow_networks("127.0.0.0/8").unwrap(),
+    ));
+    config
+}
+
+async fn queue_attribute(sqs: &aws_sdk_sqs::Client, url: &str, name: &str) -> String {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attribute = QueueAttributeName::from(name);
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(attribute.clone())
+        .send()
+        .await
+        .unwrap();
+    out.attributes()
+        .and_then(|a| a.get(&attribute))
+        .cloned()
+        .unwrap_or_else(|| panic!("{url} has no {name}"))
+}
+
+fn seconds(value: &Value) -> u64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("a number of seconds, not {value:?}"))
+}
+
+#[tokio::test]
+async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each_function() {
+    // GIVEN the template's stack on moto, and the operator-key secret it names
+    let sdk = moto::sdk_config().await;
+    let deployed = Deployed::create(&sdk).await;
+    for output in OUTPUTS {
+        assert!(
+            !deployed.template["Outputs"][output].is_null(),
+            "the template outputs {output}"
+        );
+    }
+    for output in [
+        "TableName",
+        "EventsQueueUrl",
+        "ActionsQueueUrl",
+        "EventsDlqUrl",
+        "ActionsDlqUrl",
+    ] {
+        assert!(
+            deployed.outputs.contains_key(output),
+            "moto's stack outputs {output}: {:?}",
+            deployed.outputs
+        );
+    }
+    let configs: HashMap<&str, LambdaConfig> = FUNCTIONS
+        .iter()
+        .map(|f| (*f, config(&deployed, f)))
+        .collect();
+    let ingest_config = &configs["IngestFunction"];
+    assert_eq!(ingest_config.table, deployed.outputs["TableName"]);
+    assert_eq!(
+        ingest_config.events_queue_url,
+        deployed.outputs["EventsQueueUrl"]
+    );
+    assert_eq!(
+        ingest_config.actions_queue_url,
+        deployed.outputs["ActionsQueueUrl"]
+    );
+    aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&ingest_config.operator_key_secret)
+        .secret_string("stack-operator-key-0123456789abcdefghijklmn")
+        .send()
+        .await
+        .unwrap();
+
+    // AND the queues as the template made them: dead-letter queues, visibility at least six
+    // times the consumer's timeout, and batch item failures reported
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    for (queue, dlq, consumer, min_receives) in [
+        ("EventsQueueUrl", "EventsDlqUrl", "EvaluateFunction", 3),
+        ("ActionsQueueUrl", "ActionsDlqUrl", "DispatchFunction", 30),
+    ] {
+        let url = &deployed.outputs[queue];
+        let redrive: serde_json::Value =
+            serde_json::from_str(&queue_attribute(&sqs, url, "RedrivePolicy").await).unwrap();
+        let dlq_arn = queue_attribute(&sqs, &deployed.outputs[dlq], "QueueArn").await;
+        assert_eq!(redrive["deadLetterTargetArn"], json!(dlq_arn), "{queue}");
+        let receives: u64 = redrive["maxReceiveCount"]
+            .to_string()
+            .trim_matches('"')
+            .parse()
+            .unwrap();
+        assert!(
+            receives >= min_receives,
+            "{queue}: maxReceiveCount {receives}"
+        );
+        let visibility: u64 = queue_attribute(&sqs, url, "VisibilityTimeout")
+            .await
+            .parse()
+            .unwrap();
+        let timeout = seconds(&deployed.property(consumer, "Timeout"));
+        assert!(
+            visibility >= 6 * timeout,
+            "{queue}: visibility {visibility} s, {consumer} timeout {timeout} s"
+        );
+        let sources = deployed.events(consumer, "SQS");
+        assert_eq!(sources.len(), 1, "{consumer} has one SQS source");
+        assert_eq!(
+            deployed.resolve(&sources[0]["Queue"]),
+            queue_attribute(&sqs, url, "QueueArn").await,
+            "{consumer} consumes {queue}"
+        );
+        assert_eq!(
+            sources[0]["FunctionResponseTypes"],
+            serde_norway::from_str::<Value>("[ReportBatchItemFailures]").unwrap()
+        );
+    }
+
+    // AND the table has the code's key, index and TTL attributes (moto makes the indexes,
+    // which the pipeline below uses, but ignores the TTL; the template must name it)
+    let table = &deployed.resource("Table")["Properties"];
+    assert_eq!(
+        table["TimeToLiveSpecification"]["AttributeName"],
+        dynamodb::EXPIRES_AT
+    );
+    let described = aws_sdk_dynamodb::Client::new(&sdk)
+        .describe_table()
+        .table_name(&deployed.outputs["TableName"])
+        .send()
+        .await
+        .unwrap();
+    let described = described.table().unwrap();
+    let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Vec<String> {
+        schema
+            .iter()
+            .map(|k| k.attribute_name().to_string())
+            .collect()
+    };
+    assert_eq!(
+        keys(described.key_schema()),
+        [dynamodb::PARTITION_KEY, dynamodb::SORT_KEY]
+    );
+    let mut indexes: Vec<(String, Vec<String>)> = described
+        .global_secondary_indexes()
+        .iter()
+        .map(|i| (i.index_name().unwrap().to_string(), keys(i.key_schema())))
+        .collect();
+    indexes.sort();
+    let expected = [
+        (
+            dynamodb::BY_AUTOMATION,
+            [dynamodb::AUTOMATION_KEY, dynamodb::AUTOMATION_SORT],
+        ),
+        (
+            dynamodb::BY_TRIGGER,
+            [dynamodb::TRIGGER_KEY, dynamodb::TRIGGER_SORT],
+        ),
+    ]
+    .map(|(name, keys)| (name.to_string(), keys.map(String::from).to_vec()));
+    assert_eq!(indexes, expected);
+
+    // AND the HTTP API routes events to ingest and everything else to api
+    let ingest_routes = deployed.events("IngestFunction", "HttpApi");
+    assert_eq!(ingest_routes.len(), 1);
+    assert_eq!(ingest_routes[0]["Path"], "/v1/teams/{team}/events");
+    assert_eq!(ingest_routes[0]["Method"], "POST");
+    let api_routes = deployed.events("ApiFunction", "HttpApi");
+    assert!(
+        api_routes
+            .iter()
+            .any(|r| r["Path"].is_null() && r["Method"].is_null()),
+        "the api function takes the $default route"
+    );
+
+    // WHEN each function is built from its variables, as at cold start
+    let engines: HashMap<&str, _> = configs
+        .iter()
+        .map(|(f, c)| (*f, engine(c, &sdk).unwrap()))
+        .collect();
+    let key = operator_key(&configs["IngestFunction"], &sdk)
+        .await
+        .unwrap();
+    assert_eq!(
+        operator_key(&configs["ApiFunction"], &sdk).await.unwrap(),
+        key
+    );
+    let receiver = Receiver::start().await;
+    let api = engines["ApiFunction"].clone();
+    manage::create_team(&api, "acme").await.unwrap();
+    manage::put_secret(&api, "acme", "TOKEN", "stack-token-value".into())
+        .await
+        .unwrap();
+    let hook = json!({"type": "webhook", "name": "ci", "url": receiver.url, "access_token_secret": "TOKEN"});
+    let integration =
+        manage::create_integration(&api, "acme", serde_json::from_value(hook).unwrap())
+            .await
+            .unwrap();
+    let spec = json!({"name": "deploy", "scope": {"type": "registry", "name": "model"},
+        "event": {"type": "ADD_ARTIFACT_ALIAS"},
+        "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
+    let automation = manage::create_automation(&api, "acme", serde_json::from_value(spec).unwrap())
+        .await
+        .unwrap();
+
+    // AND an event goes through ingest, evaluate and dispatch
+    let ingest = router_for(
+        AppState::new(engines["IngestFunction"].clone(), &key),
+        Surface::Ingest,
+    );
+    let event = json!({"id": "e1", "event_type": "ADD_ARTIFACT_ALIAS", "registry": "model",
+        "artifact": {"collection": "resnet", "version": "v4", "alias": "production"}});
+    let request = api_gateway_request("POST", "/v1/teams/acme/events", &key, &event);
+    assert_eq!(ingest.oneshot(request).await.unwrap().status(), 202);
+    let events = SqsQueue::new(sqs.clone(), &configs["EvaluateFunction"].events_queue_url);
+    let evaluator = Evaluator::new(engines["EvaluateFunction"].clone());
+    let (got, response) = drive(&events, Duration::from_secs(5), vec![], |e| {
+        evaluate_records(&evaluator, e)
+    })
+    .await;
+    assert_eq!((got, response.batch_item_failures.len()), (1, 0));
+    let dispatch = engines["DispatchFunction"].clone();
+    let actions = Arc::new(SqsQueue::new(
+        sqs.clone(),
+        &configs["DispatchFunction"].actions_queue_url,
+    ));
+    let (got, response) = drive(&actions, Duration::from_secs(5), vec![], |e| {
+        dispatch_records(&dispatch, actions.clone(), e)
+    })
+    .await;
+    assert_eq!((got, response.batch_item_failures.len()), (1, 0));
+
+    // THEN the webhook arrived with the team's secret, and the execution is FINISHED
+    let deliveries = receiver.deliveries();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        deliveries[0].header("authorization"),
+        Some("Bearer stack-token-value")
+    );
+    assert_eq!(
+        deliveries[0].json(),
+        json!({"v": "acme/model/resnet:production"})
+    );
+    let executions = api
+        .store
+        .list_executions("acme", &automation.id, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].status.as_str(), "FINISHED");
+
+    // AND the team's secret sits under the template's prefix, where the IAM policies point
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let prefix = &configs["DispatchFunction"].secrets_prefix;
+    let stored = secrets
+        .describe_secret()
+        .secret_id(format!("{prefix}acme/TOKEN"))
+        .send()
+        .await;
+    assert!(stored.is_ok(), "the secret is named {prefix}acme/TOKEN");
+}
