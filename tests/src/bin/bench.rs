@@ -382,6 +382,47 @@ async fn aws(events: usize, scopes: usize) {
         "execution",
         &dispatched,
     );
+
+    // Write units follow item sizes (1 KB each, and again for each index the item is in).
+    let items = aws_sdk_dynamodb::Client::new(&setup)
+        .scan()
+        .table_name(&stack.config.table)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .expect("scan");
+    let mut sizes: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for item in &items {
+        let kind = match item.get("sk") {
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(sk)) => {
+                sk.split('#').next().unwrap_or_default().to_string()
+            }
+            _ => "?".into(),
+        };
+        let size: usize = item
+            .iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        aws_sdk_dynamodb::types::AttributeValue::S(s) => s.len(),
+                        aws_sdk_dynamodb::types::AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                        _ => 8,
+                    }
+            })
+            .sum();
+        let entry = sizes.entry(kind).or_default();
+        entry.0 += 1;
+        entry.1 += size;
+    }
+    println!("  item sizes in the table (DynamoDB's measure: attribute names and values):");
+    for (kind, (count, total)) in sizes {
+        println!(
+            "    {kind:<16} {count:>6} items, {:>5} bytes on average",
+            total / count
+        );
+    }
 }
 
 /// Cold start of each Lambda binary against a runtime-API emulator on loopback: the time
