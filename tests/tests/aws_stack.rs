@@ -5,7 +5,10 @@
 //! name the template gives it). Each function is then built from exactly the variables the
 //! template gives it, resolved against the stack's resources, and the pipeline runs through
 //! the real handlers: API Gateway request → ingest → events queue → evaluate → actions
-//! queue → dispatch → a signed webhook at a loopback receiver, the execution FINISHED.
+//! queue → dispatch (a 503 backed off through the message's visibility, a 410 disabling
+//! its integration) → a webhook with the team's secret at a loopback receiver, FINISHED.
+//! Every AWS call each function makes on the way is counted, and must be an action its
+//! role in the template allows (moto does not enforce IAM; this catches a missing grant).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -13,12 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use automations_tests::lambda_stack::{api_gateway_request, drive};
+use automations_tests::request_counter::RequestCounter;
 use automations_tests::{Receiver, moto};
 use aws_sdk_cloudformation::types::Capability;
 use serde_json::json;
 use serde_norway::Value;
 use shared::adapters::aws::{SqsQueue, dynamodb};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
+use shared::delivery::retry::RetrySchedule;
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::usecases::evaluate::Evaluator;
@@ -250,6 +255,42 @@ impl Deployed {
         }
     }
 
+    /// The actions the function's role allows (whatever the resources).
+    fn allowed_actions(&self, function: &str) -> BTreeSet<String> {
+        let role = match &self.resource(function)["Properties"]["Role"] {
+            Value::Tagged(t) if t.tag == "GetAtt" => t
+                .value
+                .as_str()
+                .unwrap()
+                .split_once('.')
+                .unwrap()
+                .0
+                .to_string(),
+            other => panic!("{function}'s Role is not a role of the template: {other:?}"),
+        };
+        let mut allowed = BTreeSet::new();
+        for policy in self.resource(&role)["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+        {
+            for statement in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+                if statement["Effect"] != "Allow" {
+                    continue;
+                }
+                match &statement["Action"] {
+                    Value::String(action) => {
+                        allowed.insert(action.clone());
+                    }
+                    Value::Sequence(actions) => {
+                        allowed.extend(actions.iter().map(|a| a.as_str().unwrap().to_string()));
+                    }
+                    other => panic!("{role}: an Action of {other:?}"),
+                }
+            }
+        }
+        allowed
+    }
+
     /// The function's event sources of a SAM `Type`.
     fn events(&self, function: &str, kind: &str) -> Vec<Value> {
         match &self.resource(function)["Properties"]["Events"] {
@@ -263,6 +304,27 @@ impl Deployed {
     }
 }
 
+/// The IAM action that authorises an API operation, as the request counter names it
+/// (`DynamoDB.Query`): batch SQS calls are authorised as their single forms, and a
+/// DynamoDB transaction as its items' writes (this code's transactions put).
+fn iam_action(operation: &str) -> String {
+    let (service, call) = operation.split_once('.').unwrap();
+    let service = match service {
+        "DynamoDB" => "dynamodb",
+        "SQS" => "sqs",
+        "SecretsManager" => "secretsmanager",
+        other => panic!("a call to an unexpected service: {other}"),
+    };
+    let call = match (service, call) {
+        ("sqs", "SendMessageBatch") => "SendMessage",
+        ("sqs", "DeleteMessageBatch") => "DeleteMessage",
+        ("sqs", "ChangeMessageVisibilityBatch") => "ChangeMessageVisibility",
+        ("dynamodb", "TransactWriteItems") => "PutItem",
+        (_, call) => call,
+    };
+    format!("{service}:{call}")
+}
+
 /// The function's configuration: exactly the contract's variables, as the template gives them.
 fn config(deployed: &Deployed, function: &str) -> LambdaConfig {
     let vars = deployed.variables(function);
@@ -272,11 +334,12 @@ fn config(deployed: &Deployed, function: &str) -> LambdaConfig {
         "{function} gets exactly the contract's variables"
     );
     let mut config = LambdaConfig::from_vars(&|name| vars.get(name).cloned()).unwrap();
-    // The receiver is on loopback, which the outbound guard refuses in production; only
-    // this test opens it.
+    // The receiver is on loopback, which the outbound guard refuses in production, and the
+    // retry waits a second instead of minutes; only this test changes them.
     config.settings.guard = Arc::new(OutboundGuard::new(
         parse_allow_networks("127.0.0.0/8").unwrap(),
     ));
+    config.settings.retry = RetrySchedule::from_secs(&[1, 1]);
     config
 }
 
@@ -447,16 +510,25 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         "the api function takes the $default route"
     );
 
-    // WHEN each function is built from its variables, as at cold start
-    let engines: HashMap<&str, _> = configs
-        .iter()
-        .map(|(f, c)| (*f, engine(c, &sdk).unwrap()))
-        .collect();
-    let key = operator_key(&configs["IngestFunction"], &sdk)
+    // WHEN each function is built from its variables, as at cold start, talking to AWS
+    // through a counter of its own (to compare the calls it makes with its role)
+    let mut counters = HashMap::new();
+    let mut engines = HashMap::new();
+    let mut function_sdks = HashMap::new();
+    for function in FUNCTIONS {
+        let counter = RequestCounter::start(&moto::endpoint()).await;
+        let function_sdk = moto::sdk_config_at(&counter.url).await;
+        engines.insert(function, engine(&configs[function], &function_sdk).unwrap());
+        function_sdks.insert(function, function_sdk);
+        counters.insert(function, counter);
+    }
+    let key = operator_key(&configs["IngestFunction"], &function_sdks["IngestFunction"])
         .await
         .unwrap();
     assert_eq!(
-        operator_key(&configs["ApiFunction"], &sdk).await.unwrap(),
+        operator_key(&configs["ApiFunction"], &function_sdks["ApiFunction"])
+            .await
+            .unwrap(),
         key
     );
     let receiver = Receiver::start().await;
@@ -476,6 +548,21 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     let automation = manage::create_automation(&api, "acme", serde_json::from_value(spec).unwrap())
         .await
         .unwrap();
+    // (and a second automation whose receiver is gone: its 410 disables the integration)
+    let gone = Receiver::start().await;
+    gone.script(&[(410, "gone")]);
+    let hook = json!({"type": "webhook", "name": "gone", "url": gone.url});
+    let gone_integration =
+        manage::create_integration(&api, "acme", serde_json::from_value(hook).unwrap())
+            .await
+            .unwrap();
+    let spec = json!({"name": "notify", "scope": {"type": "registry", "name": "model"},
+        "event": {"type": "ADD_ARTIFACT_ALIAS"},
+        "action": {"type": "webhook", "integration": gone_integration.id}});
+    manage::create_automation(&api, "acme", serde_json::from_value(spec).unwrap())
+        .await
+        .unwrap();
+    receiver.script(&[(503, "busy")]);
 
     // AND an event goes through ingest, evaluate and dispatch
     let ingest = router_for(
@@ -498,21 +585,40 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         sqs.clone(),
         &configs["DispatchFunction"].actions_queue_url,
     ));
-    let (got, response) = drive(&actions, Duration::from_secs(5), vec![], |e| {
-        dispatch_records(&dispatch, actions.clone(), e)
-    })
-    .await;
-    assert_eq!((got, response.batch_item_failures.len()), (1, 0));
+    // (the first attempt gets a 503 and backs off through its message's visibility; the
+    // other gets a 410; the retry is delivered)
+    let mut handed = 0;
+    let mut kept = 0;
+    for _ in 0..3 {
+        let (got, response) = drive(&actions, Duration::from_secs(5), vec![], |e| {
+            dispatch_records(&dispatch, actions.clone(), e)
+        })
+        .await;
+        handed += got;
+        kept += response.batch_item_failures.len();
+        if receiver.count() == 2 {
+            break;
+        }
+    }
+    assert_eq!((handed, kept), (3, 1), "two executions, one retry");
+    assert_eq!(gone.count(), 1);
+    let disabled = api
+        .store
+        .get_integration("acme", &gone_integration.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!disabled.enabled, "a 410 disables the integration");
 
     // THEN the webhook arrived with the team's secret, and the execution is FINISHED
     let deliveries = receiver.deliveries();
-    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries.len(), 2);
     assert_eq!(
-        deliveries[0].header("authorization"),
+        deliveries[1].header("authorization"),
         Some("Bearer stack-token-value")
     );
     assert_eq!(
-        deliveries[0].json(),
+        deliveries[1].json(),
         json!({"v": "acme/model/resnet:production"})
     );
     let executions = api
@@ -522,6 +628,29 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         .unwrap();
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].status.as_str(), "FINISHED");
+
+    // AND every call each function made is an action its role allows
+    for function in FUNCTIONS {
+        let allowed = deployed.allowed_actions(function);
+        for operation in counters[function].take().keys() {
+            let action = iam_action(operation);
+            assert!(
+                allowed.contains(&action),
+                "{function} calls {operation}, but its role does not allow {action}: {allowed:?}"
+            );
+        }
+    }
+    // (and Lambda's event source mappings poll and delete with the consumers' roles)
+    for function in ["EvaluateFunction", "DispatchFunction"] {
+        let allowed = deployed.allowed_actions(function);
+        for action in [
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        ] {
+            assert!(allowed.contains(action), "{function} needs {action}");
+        }
+    }
 
     // AND the team's secret sits under the template's prefix, where the IAM policies point
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
