@@ -14,6 +14,12 @@ use crate::domain::ids::execution_id;
 use crate::domain::template::{self, Var};
 use crate::ports::{Lookup, QueueError};
 
+/// Events matched together: they share their index lookups. Measured on the local runtime
+/// (`bench e2e`), groups of 10 deliver 3,200–3,300/s where one group of a whole batch of
+/// 100 delivered 2,050–2,200/s and one event at a time 2,400–2,540/s; on DynamoDB a group
+/// of 10 events in one registry costs 2 queries.
+const MATCH_GROUP: usize = 10;
+
 /// Compiled automations are cached by id and revision; past this many the cache starts over.
 const CACHE_LIMIT: usize = 50_000;
 
@@ -97,9 +103,11 @@ impl Evaluator {
     /// Creates the executions of a batch of events and queues the ones to deliver.
     pub async fn evaluate(&self, events: &[Event]) -> Result<Evaluation> {
         let mut executions = Vec::new();
-        for (event, matches) in events.iter().zip(self.matches_batch(events).await?) {
-            for compiled in matches {
-                executions.push(new_execution(event, &compiled.automation));
+        for chunk in events.chunks(MATCH_GROUP) {
+            for (event, matches) in chunk.iter().zip(self.matches_batch(chunk).await?) {
+                for compiled in matches {
+                    executions.push(new_execution(event, &compiled.automation));
+                }
             }
         }
         if executions.is_empty() {
