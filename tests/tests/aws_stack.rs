@@ -389,6 +389,21 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
             deployed.outputs
         );
     }
+    // AND every function runs on the architecture the bundle was built for (bundle.sh prints
+    // the deploy command with it): a parameter, arm64 unless told otherwise
+    let architecture = &deployed.template["Parameters"]["Architecture"];
+    assert_eq!(architecture["Default"], Value::from("arm64"));
+    assert_eq!(
+        architecture["AllowedValues"],
+        serde_norway::from_str::<Value>("[arm64, x86_64]").unwrap()
+    );
+    for function in FUNCTIONS {
+        assert_eq!(
+            deployed.property(function, "Architectures"),
+            serde_norway::from_str::<Value>("[!Ref Architecture]").unwrap(),
+            "{function}"
+        );
+    }
     let configs: HashMap<&str, LambdaConfig> = FUNCTIONS
         .iter()
         .map(|f| (*f, config(&deployed, f)))
@@ -621,11 +636,12 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         deliveries[1].json(),
         json!({"v": "acme/model/resnet:production"})
     );
-    let executions = api
+    let executions: Vec<_> = api
         .store
         .list_executions("acme", &automation.id, 10, None)
         .await
-        .unwrap();
+        .unwrap()
+        .into_items("acme");
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].status.as_str(), "FINISHED");
 
