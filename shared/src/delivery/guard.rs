@@ -398,20 +398,13 @@ impl OutboundGuard {
         self.allow.iter().any(|net| net.contains(&ip))
     }
 
-    /// Whether `ip` or the IPv4 address it embeds is inside an allowed network.
-    fn allows_canonical(&self, ip: IpAddr) -> bool {
-        let embedded = match ip {
-            IpAddr::V6(v6) => embedded_v4(v6),
-            IpAddr::V4(_) => None,
-        };
-        self.allows(ip) || embedded.is_some_and(|inner| self.allows(IpAddr::V4(inner)))
-    }
-
     /// Checks one address. An IPv6 form that embeds an IPv4 address (mapped, translated,
-    /// compatible, NAT64, 6to4) is judged by that IPv4 address. Allowed networks win over
-    /// every refusal, for the address as given and for the embedded one.
+    /// compatible, NAT64, 6to4) is refused when that IPv4 address is. Allowed networks win
+    /// over every refusal, but only for the address as given: an embedded IPv4 address can
+    /// make an address refused, never allowed, since `2002:7f00:1::` goes to a 6to4 relay
+    /// and `64:ff9b::7f00:1` to a NAT64 gateway, not to the allowed `127.0.0.1`.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), GuardError> {
-        if self.allows_canonical(ip) {
+        if self.allows(ip) {
             return Ok(());
         }
         let refusal = match ip {
@@ -462,7 +455,7 @@ impl OutboundGuard {
         }
         let host = url.host().ok_or(GuardError::MissingHost)?;
         match host_ip(&host) {
-            Some(ip) if self.allows_canonical(ip) => self.check_ip(ip)?,
+            Some(ip) if self.allows(ip) => {}
             Some(ip) => {
                 self.check_ip(ip)?;
                 return Err(GuardError::IpLiteral { ip });
@@ -788,7 +781,11 @@ mod tests {
         }
         let ok = guard("1.1.1.0/24");
         assert!(ok.check_url("http://1.1.1.1/").is_ok());
-        assert!(ok.check_url("http://[::ffff:1.1.1.1]/").is_ok());
+        // The allow list names IPv4 networks: their IPv6 forms stay IP literals.
+        assert!(matches!(
+            ok.check_url("http://[::ffff:1.1.1.1]/"),
+            Err(GuardError::IpLiteral { .. })
+        ));
     }
 
     #[test]
@@ -883,7 +880,7 @@ mod tests {
     }
 
     #[test]
-    fn allow_list_wins_and_applies_to_embedded_addresses() {
+    fn allow_list_wins_but_never_through_an_embedded_address() {
         let g = guard("127.0.0.0/8");
         assert_eq!(g.allowed_networks(), &[net("127.0.0.0/8")]);
         assert_eq!(
@@ -891,10 +888,34 @@ mod tests {
             "http://127.0.0.1:9999/"
         );
         assert!(g.check_url("http://2130706433/").is_ok());
-        assert!(g.check_url("http://[::ffff:127.0.0.1]/").is_ok());
-        assert_eq!(g.check_ip(ip("::ffff:127.0.0.1")), Ok(()));
-        assert_eq!(g.check_ip(ip("64:ff9b::7f00:1")), Ok(()));
-        assert_eq!(g.check_ip(ip("2002:7f00:1::")), Ok(()));
+        // IPv6 forms that embed an allowed IPv4 address go elsewhere (a 6to4 relay, a NAT64
+        // gateway, off the host): the embedded address can only refuse them.
+        let exact = guard("127.0.0.1/32");
+        for form in [
+            "2002:7f00:1::",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "::ffff:127.0.0.1",
+            "::ffff:0:7f00:1",
+        ] {
+            for g in [&g, &exact] {
+                let err = g.check_ip(ip(form)).unwrap_err();
+                assert!(
+                    matches!(err, GuardError::BlockedAddress(ref r) if r.embedded == Some(LOOPBACK)),
+                    "{form}: {err:?}"
+                );
+                let url = format!("http://[{form}]/");
+                assert!(
+                    matches!(g.check_url(&url), Err(GuardError::BlockedAddress(_))),
+                    "{url}"
+                );
+            }
+        }
+        // Allowing the IPv6 form itself is the operator's explicit choice.
+        assert_eq!(
+            guard("::ffff:0:0/96").check_ip(ip("::ffff:127.0.0.1")),
+            Ok(())
+        );
         assert!(g.check_ip(ip("::1")).is_err());
         assert!(g.check_ip(ip("10.0.0.1")).is_err());
         assert!(g.check_url("http://10.0.0.1/").is_err());
