@@ -24,8 +24,8 @@ use crate::domain::execution::{ActionRecord, Attempt, EventRef, Execution, Execu
 use crate::domain::ids::execution_id;
 use crate::domain::integration::{Integration, IntegrationKind};
 use crate::ports::{
-    AutomationStore, Clock, Lookup, Queue, Received, SecretStore, SecretValue, StoreError,
-    StoreResult, Team,
+    AutomationStore, Clock, Listing, Lookup, Queue, Received, SecretStore, SecretValue, StoreError,
+    StoreResult, Team, Unreadable,
 };
 
 /// A clock that moves only when told to.
@@ -356,8 +356,27 @@ async fn queues_do_not_mix(a: Fixture, b: Fixture) {
 // AutomationStore
 // ---------------------------------------------------------------------------------------------
 
-/// Runs the store contract against an EMPTY store built with `clock`.
-pub async fn store_suite(store: Arc<dyn AutomationStore>, clock: Arc<ManualClock>) {
+/// Overwrites what a store keeps of an item, around the port: how the suite makes an item
+/// that cannot be read back (as a write of another version, or damage, could leave one).
+#[async_trait::async_trait]
+pub trait Tamper: Send + Sync {
+    /// Replaces the stored JSON of the `kind` (`automation`, `integration`, `execution`)
+    /// `team`/`id` with `body`.
+    async fn overwrite_body(&self, kind: &str, team: &str, id: &str, body: &str);
+}
+
+/// JSON that no reader takes: nested deeper than serde_json's recursion limit.
+pub fn unreadable_json() -> String {
+    format!("{}{}", "[".repeat(200), "]".repeat(200))
+}
+
+/// Runs the store contract against an EMPTY store built with `clock`; `tamper` writes
+/// around the store.
+pub async fn store_suite(
+    store: Arc<dyn AutomationStore>,
+    clock: Arc<ManualClock>,
+    tamper: &dyn Tamper,
+) {
     let store = &*store;
     teams(store).await;
     named_items::<Automation>(store).await;
@@ -366,6 +385,161 @@ pub async fn store_suite(store: Arc<dyn AutomationStore>, clock: Arc<ManualClock
     event_deduplication(store, &clock).await;
     executions_are_created_once_and_updated_conditionally(store).await;
     executions_are_listed_newest_first(store).await;
+    unreadable_items_fail_alone(store, tamper).await;
+}
+
+fn expect_unreadable<T: fmt::Debug>(what: &str, id: &str, result: StoreResult<Option<T>>) {
+    match result {
+        Err(StoreError::Unreadable(bad)) => assert_eq!(bad.id, id, "{what}: {bad}"),
+        other => panic!("{what}: expected Unreadable naming {id}, got {other:?}"),
+    }
+}
+
+fn split<T>(listing: Listing<T>) -> (Vec<T>, Vec<Unreadable>) {
+    let (mut items, mut bad) = (Vec::new(), Vec::new());
+    for entry in listing.entries {
+        match entry {
+            Ok(item) => items.push(item),
+            Err(unreadable) => bad.push(unreadable),
+        }
+    }
+    (items, bad)
+}
+
+async fn unreadable_items_fail_alone(store: &dyn AutomationStore, tamper: &dyn Tamper) {
+    let (team, model) = ("broken", registry("model", None));
+    // GIVEN two automations of one trigger partition, two integrations and two executions,
+    // one of each then damaged so that it cannot be read
+    let good = automation(
+        team,
+        "a-good",
+        "good",
+        model.clone(),
+        EventType::AddArtifactAlias,
+    );
+    let bad = automation(
+        team,
+        "a-bad",
+        "bad",
+        model.clone(),
+        EventType::AddArtifactAlias,
+    );
+    for a in [&good, &bad] {
+        put_ok(store, a, true).await;
+    }
+    let (hook, broken_hook) = (
+        integration(team, "i-good", "good"),
+        integration(team, "i-bad", "bad"),
+    );
+    for i in [&hook, &broken_hook] {
+        put_ok(store, i, true).await;
+    }
+    let runs = [
+        execution(team, "a-good", "e-1", BASE_MS),
+        execution(team, "a-good", "e-2", BASE_MS + 1),
+        execution(team, "a-good", "e-3", BASE_MS + 2),
+    ];
+    all_written(store.create_executions(&runs).await).expect("create_executions failed");
+    let damaged = unreadable_json();
+    tamper
+        .overwrite_body("automation", team, "a-bad", &damaged)
+        .await;
+    tamper
+        .overwrite_body("integration", team, "i-bad", &damaged)
+        .await;
+    tamper
+        .overwrite_body("execution", team, &runs[1].id, &damaged)
+        .await;
+
+    // THEN reading a damaged item fails, naming it
+    expect_unreadable(
+        "get_automation",
+        "a-bad",
+        store.get_automation(team, "a-bad").await,
+    );
+    expect_unreadable(
+        "get_integration",
+        "i-bad",
+        store.get_integration(team, "i-bad").await,
+    );
+    expect_unreadable(
+        "get_execution",
+        &runs[1].id,
+        store.get_execution(team, &runs[1].id).await,
+    );
+    // AND listings hold the readable items and name the others
+    let (items, unreadable) = split(
+        store
+            .list_automations(team)
+            .await
+            .expect("list_automations failed"),
+    );
+    assert_eq!(
+        items.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a-good"]
+    );
+    assert_eq!(
+        unreadable.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        ["a-bad"]
+    );
+    let (items, unreadable) = split(
+        store
+            .list_integrations(team)
+            .await
+            .expect("list_integrations failed"),
+    );
+    assert_eq!(items, [hook]);
+    assert_eq!(
+        unreadable.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(),
+        ["i-bad"]
+    );
+    let newest_first = [runs[2].id.clone(), runs[1].id.clone(), runs[0].id.clone()];
+    assert_eq!(
+        listed_ids(store, team, "a-good", 10, None).await,
+        newest_first
+    );
+    let (items, unreadable) = split(
+        store
+            .list_executions(team, "a-good", 10, None)
+            .await
+            .expect("list_executions failed"),
+    );
+    assert_eq!(items, [runs[2].clone(), runs[0].clone()]);
+    assert_eq!(unreadable[0].id, runs[1].id);
+    // AND a damaged execution still pages, as a cursor too
+    assert_eq!(
+        listed_ids(store, team, "a-good", 10, Some(&runs[1].id)).await,
+        [runs[0].id.clone()]
+    );
+    // AND the other automations of its partition still match
+    let found = matching_ids(
+        store,
+        team,
+        EventType::AddArtifactAlias,
+        std::slice::from_ref(&model),
+    )
+    .await;
+    assert_eq!(found, ["a-good"]);
+    // AND a damaged item can be deleted
+    assert!(
+        store
+            .delete_automation(team, "a-bad")
+            .await
+            .expect("delete_automation failed")
+    );
+    assert!(
+        store
+            .delete_integration(team, "i-bad")
+            .await
+            .expect("delete_integration failed")
+    );
+    let (_, unreadable) = split(
+        store
+            .list_automations(team)
+            .await
+            .expect("list_automations failed"),
+    );
+    assert!(unreadable.is_empty(), "deleted, yet listed: {unreadable:?}");
 }
 
 fn at(ms: i64) -> String {
@@ -456,7 +630,7 @@ impl Named for Automation {
         store.get_automation(team, id).await
     }
     async fn list(store: &dyn AutomationStore, team: &str) -> StoreResult<Vec<Self>> {
-        store.list_automations(team).await
+        all_readable(store.list_automations(team).await?)
     }
     async fn delete(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<bool> {
         store.delete_automation(team, id).await
@@ -491,11 +665,25 @@ impl Named for Integration {
         store.get_integration(team, id).await
     }
     async fn list(store: &dyn AutomationStore, team: &str) -> StoreResult<Vec<Self>> {
-        store.list_integrations(team).await
+        all_readable(store.list_integrations(team).await?)
     }
     async fn delete(store: &dyn AutomationStore, team: &str, id: &str) -> StoreResult<bool> {
         store.delete_integration(team, id).await
     }
+}
+
+/// The items of a listing that must hold no unreadable one.
+fn all_readable<T>(listing: Listing<T>) -> StoreResult<Vec<T>> {
+    listing
+        .entries
+        .into_iter()
+        .map(|e| e.map_err(StoreError::Unreadable))
+        .collect()
+}
+
+/// Every answer of a `create_executions` call, or the first failure.
+fn all_written(created: Vec<StoreResult<bool>>) -> StoreResult<Vec<bool>> {
+    created.into_iter().collect()
 }
 
 async fn put_ok<T: Named>(store: &dyn AutomationStore, item: &T, create: bool) {
@@ -788,14 +976,20 @@ async fn executions_are_created_once_and_updated_conditionally(store: &dyn Autom
     // GIVEN an execution
     let first = execution("runs", "auto-1", "ev-1", BASE_MS);
     let created = store.create_executions(std::slice::from_ref(&first)).await;
-    assert_eq!(created.expect("create_executions failed"), [true]);
+    assert_eq!(
+        all_written(created).expect("create_executions failed"),
+        [true]
+    );
     // WHEN a batch holds a new one and another write of the first
     let second = execution("runs", "auto-1", "ev-2", BASE_MS + 1);
     let mut rewrite = first.clone();
     rewrite.automation_name = "rewritten".into();
     let created = store.create_executions(&[second.clone(), rewrite]).await;
     // THEN only the new one is created, and the first is not overwritten
-    assert_eq!(created.expect("create_executions failed"), [true, false]);
+    assert_eq!(
+        all_written(created).expect("create_executions failed"),
+        [true, false]
+    );
     assert_eq!(
         get_execution(store, "runs", &first.id).await,
         Some(first.clone())
@@ -852,8 +1046,9 @@ async fn listed_ids(
         .list_executions(team, automation_id, limit, before)
         .await
         .expect("list_executions failed")
+        .entries
         .into_iter()
-        .map(|e| e.id)
+        .map(|e| e.map_or_else(|bad| bad.id, |e| e.id))
         .collect()
 }
 
@@ -875,7 +1070,7 @@ async fn executions_are_listed_newest_first(store: &dyn AutomationStore) {
     ];
     let created = store.create_executions(&batch).await;
     assert!(
-        created
+        all_written(created)
             .expect("create_executions failed")
             .iter()
             .all(|c| *c)
@@ -886,7 +1081,8 @@ async fn executions_are_listed_newest_first(store: &dyn AutomationStore) {
     let list = |limit, before| listed_ids(store, "history", "auto-1", limit, before);
     assert_eq!(list(10, None).await, newest_first);
     let full = store.list_executions("history", "auto-1", 1, None).await;
-    assert_eq!(full.expect("list_executions failed"), [mine[4].clone()]);
+    let full = all_readable(full.expect("list_executions failed"));
+    assert_eq!(full.expect("unreadable execution"), [mine[4].clone()]);
     // AND they page with limit and before
     let page1 = list(2, None).await;
     assert_eq!(page1, newest_first[..2]);
@@ -980,6 +1176,7 @@ fn execution(team: &str, automation_id: &str, event_id: &str, received_ms: i64) 
             integration: Some("hook".into()),
             url: Some("https://hooks.example.com/deploy".into()),
             payload: Some(json!({"version": "model:v3", "token": "***"})),
+            payload_omitted: None,
         },
         attempts: Vec::new(),
         result: None,

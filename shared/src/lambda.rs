@@ -116,9 +116,10 @@ fn response(failures: Vec<BatchItemFailure>) -> SqsBatchResponse {
     response
 }
 
-/// The evaluate function: the batch's events are evaluated together. An unreadable record
-/// fails alone (it reaches the dead-letter queue after its receives); if evaluation fails,
-/// every record fails and comes back.
+/// The evaluate function: the batch's events are evaluated together, and each record
+/// stands alone. An unreadable record, or an event whose executions could not be written
+/// or queued, fails by itself and comes back (reaching the dead-letter queue after its
+/// receives); the others of the batch are done.
 pub async fn evaluate_records(evaluator: &Evaluator, event: SqsEvent) -> SqsBatchResponse {
     let mut failures = Vec::new();
     let mut events = Vec::new();
@@ -135,9 +136,12 @@ pub async fn evaluate_records(evaluator: &Evaluator, event: SqsEvent) -> SqsBatc
             }
         }
     }
-    if let Err(e) = evaluator.evaluate(&events).await {
-        tracing::error!(error = %e, events = events.len(), "evaluation failed; the batch comes back");
-        failures.extend(readable.iter().map(failure));
+    let outcomes = evaluator.evaluate(&events).await;
+    for ((record, event), outcome) in readable.iter().zip(&events).zip(outcomes) {
+        if let Err(e) = outcome {
+            tracing::error!(message_id = record.message_id.as_deref().unwrap_or_default(), event = %event.id, team = %event.team, error = %e, "evaluation failed; the event comes back");
+            failures.push(failure(record));
+        }
     }
     response(failures)
 }

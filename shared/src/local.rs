@@ -8,7 +8,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::adapters::sqlite::{Database, SecretsKey, SqliteQueue, SqliteSecrets, SqliteStore};
+use crate::adapters::sqlite::{
+    Database, LocalDeadLetters, SecretsKey, SqliteQueue, SqliteSecrets, SqliteStore, private_file,
+};
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
 use crate::ports::{Clock, Queue, Received, SystemClock};
@@ -43,8 +45,7 @@ impl LocalRuntime {
         mut settings: Settings,
     ) -> Result<Self, String> {
         let lock_path = data_dir.join("lock");
-        let lock = std::fs::File::create(&lock_path)
-            .map_err(|e| format!("{}: {e}", lock_path.display()))?;
+        let lock = private_file(&lock_path).map_err(|e| format!("{}: {e}", lock_path.display()))?;
         lock.try_lock().map_err(|_| {
             format!(
                 "{}: another automations process is using this data directory",
@@ -113,10 +114,47 @@ impl LocalRuntime {
     /// in-flight deliveries finish (up to 20 s).
     pub async fn run_workers(&self, shutdown: watch::Receiver<bool>) {
         let mut workers = JoinSet::new();
-        workers.spawn(evaluate_worker(self.engine.clone(), shutdown.clone()));
+        workers.spawn(evaluate_worker(
+            self.engine.clone(),
+            self.events.clone(),
+            shutdown.clone(),
+        ));
         workers.spawn(checkpoint_worker(self.db.clone(), shutdown.clone()));
-        workers.spawn(dispatch_worker(self.engine.clone(), shutdown));
+        workers.spawn(dispatch_worker(
+            self.engine.clone(),
+            self.actions.clone(),
+            shutdown,
+        ));
         while workers.join_next().await.is_some() {}
+    }
+
+    /// The dead letters of both queues, for `/v1/dead-letters`.
+    pub fn dead_letters(&self) -> LocalDeadLetters {
+        LocalDeadLetters::new(vec![self.events.clone(), self.actions.clone()])
+    }
+}
+
+/// Sets a message that can never be processed aside in the dead-letter queue, with why.
+async fn set_aside(queue: &SqliteQueue, message: &Received, error: &str) {
+    if let Err(e) = queue.dead_letter_now(&message.receipt, error).await {
+        tracing::error!(message_id = %message.message_id, error = %e, "could not set the message aside; it comes back after the visibility timeout");
+    }
+}
+
+/// When a message whose processing failed comes back: soon at first, then less often, never
+/// later than the queue's visibility timeout.
+fn backoff(message: &Received, visibility: Duration) -> Duration {
+    Duration::from_secs(1u64 << message.receive_count.min(10)).min(visibility)
+}
+
+/// Reports a message that could not be processed; it comes back after a backoff, and ends
+/// in the dead-letter queue with this error once its receives run out.
+async fn give_back(queue: &SqliteQueue, message: &Received, error: &str, visibility: Duration) {
+    if let Err(e) = queue
+        .fail(&message.receipt, error, backoff(message, visibility))
+        .await
+    {
+        tracing::error!(message_id = %message.message_id, error = %e, "could not report the failure; the message comes back after the visibility timeout");
     }
 }
 
@@ -136,11 +174,15 @@ async fn checkpoint_worker(db: Database, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn evaluate_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+async fn evaluate_worker(
+    engine: Engine,
+    queue: Arc<SqliteQueue>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let evaluator = Evaluator::new(engine.clone());
     while !*shutdown.borrow() {
         let received = tokio::select! {
-            r = engine.events.receive(100, Duration::from_secs(1)) => r,
+            r = queue.receive(100, Duration::from_secs(1)) => r,
             _ = shutdown.changed() => break,
         };
         let messages = match received {
@@ -155,41 +197,54 @@ async fn evaluate_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             continue;
         }
         let mut events = Vec::with_capacity(messages.len());
-        let mut receipts = Vec::with_capacity(messages.len());
-        for message in &messages {
+        let mut readable = Vec::with_capacity(messages.len());
+        for message in messages {
             match serde_json::from_str::<Event>(&message.body) {
                 Ok(event) => {
                     events.push(event);
-                    receipts.push(message.receipt.clone());
+                    readable.push(message);
                 }
-                // Left in the queue: it dead-letters after its receives run out.
                 Err(e) => {
-                    tracing::error!(message_id = %message.message_id, error = %e, "unreadable event message")
+                    let error = format!("not an event this version can read: {e}");
+                    tracing::error!(message_id = %message.message_id, error = %error, "unreadable event message");
+                    set_aside(&queue, &message, &error).await;
                 }
             }
         }
-        match evaluator.evaluate(&events).await {
-            Ok(_) => {
-                if let Err(e) = engine.events.delete_batch(&receipts).await {
-                    tracing::error!(error = %e, "events queue delete failed; the events will be evaluated again");
+        // Each event stands alone: the ones evaluated are deleted, the others come back.
+        let mut done = Vec::with_capacity(readable.len());
+        for ((message, event), outcome) in readable
+            .iter()
+            .zip(&events)
+            .zip(evaluator.evaluate(&events).await)
+        {
+            match outcome {
+                Ok(_) => done.push(message.receipt.clone()),
+                Err(e) => {
+                    tracing::error!(message_id = %message.message_id, event = %event.id, team = %event.team, error = %e, "evaluation failed; the event comes back");
+                    give_back(&queue, message, &e.to_string(), EVENTS_VISIBILITY).await;
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, events = events.len(), "evaluation failed; the events come back after the visibility timeout")
-            }
+        }
+        if let Err(e) = queue.delete_batch(&done).await {
+            tracing::error!(error = %e, "events queue delete failed; the events will be evaluated again");
         }
     }
 }
 
-async fn dispatch_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
+async fn dispatch_worker(
+    engine: Engine,
+    queue: Arc<SqliteQueue>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(DISPATCH_CONCURRENCY));
     let (done_tx, done_rx) = mpsc::unbounded_channel::<String>();
-    let deleter = tokio::spawn(delete_done(engine.actions.clone(), done_rx));
+    let deleter = tokio::spawn(delete_done(queue.clone(), done_rx));
     let mut tasks = JoinSet::new();
     while !*shutdown.borrow() {
         let free = permits.available_permits().clamp(1, 64);
         let received = tokio::select! {
-            r = engine.actions.receive(free, Duration::from_secs(1)) => r,
+            r = queue.receive(free, Duration::from_secs(1)) => r,
             _ = shutdown.changed() => break,
         };
         let messages = match received {
@@ -204,11 +259,11 @@ async fn dispatch_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let (engine, done) = (engine.clone(), done_tx.clone());
+            let (engine, queue, done) = (engine.clone(), queue.clone(), done_tx.clone());
             let span = tracing::info_span!("dispatch", message_id = %message.message_id);
             tasks.spawn(
                 async move {
-                    deliver(&engine, message, &done).await;
+                    deliver(&engine, &queue, message, &done).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -231,11 +286,18 @@ async fn dispatch_worker(engine: Engine, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn deliver(engine: &Engine, message: Received, done: &mpsc::UnboundedSender<String>) {
+async fn deliver(
+    engine: &Engine,
+    queue: &SqliteQueue,
+    message: Received,
+    done: &mpsc::UnboundedSender<String>,
+) {
     let action: ActionMessage = match serde_json::from_str(&message.body) {
         Ok(a) => a,
         Err(e) => {
-            tracing::error!(error = %e, "unreadable action message");
+            let error = format!("not an action message this version can read: {e}");
+            tracing::error!(error = %error, "unreadable action message");
+            set_aside(queue, &message, &error).await;
             return;
         }
     };
@@ -248,16 +310,13 @@ async fn deliver(engine: &Engine, message: Received, done: &mpsc::UnboundedSende
             }
         }
         Ok(Outcome::RetryAfter(delay)) => {
-            if let Err(e) = engine
-                .actions
-                .change_visibility(&message.receipt, delay)
-                .await
-            {
+            if let Err(e) = queue.change_visibility(&message.receipt, delay).await {
                 tracing::error!(error = %e, "could not schedule the retry; it comes back after the visibility timeout");
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, execution = %action.execution_id, "dispatch failed; the message comes back after the visibility timeout")
+            tracing::error!(error = %e, execution = %action.execution_id, "dispatch failed; the message comes back");
+            give_back(queue, &message, &e.to_string(), ACTIONS_VISIBILITY).await;
         }
     }
 }

@@ -23,6 +23,90 @@ pub enum StoreError {
     Stale,
     #[error("storage failed: {0}")]
     Backend(String),
+    /// The item is stored in a form this version cannot read.
+    #[error("{0}")]
+    Unreadable(Unreadable),
+}
+
+/// A stored item that could not be decoded. It fails only the work that needs it: a
+/// listing skips it and says so, matching goes on without it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unreadable {
+    #[serde(skip)]
+    pub kind: &'static str,
+    pub id: String,
+    pub error: String,
+}
+
+impl fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} is stored in a form this version cannot read ({})",
+            self.kind, self.id, self.error
+        )
+    }
+}
+
+impl Unreadable {
+    /// Decodes a stored JSON body of the item `kind` `id`.
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        kind: &'static str,
+        id: &str,
+        json: &str,
+    ) -> Result<T, Unreadable> {
+        serde_json::from_str(json).map_err(|e| Unreadable {
+            kind,
+            id: id.to_string(),
+            error: e.to_string(),
+        })
+    }
+
+    /// Logs the item as skipped, with its team and id.
+    pub fn log_skipped(&self, team: &str) {
+        tracing::error!(team, kind = self.kind, id = %self.id, error = %self.error, "stored item cannot be read; skipped");
+    }
+}
+
+/// The items of a listing in their order, each decoded or unreadable: a listing skips
+/// what it cannot read, and says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    pub entries: Vec<Result<T, Unreadable>>,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> Listing<T> {
+    pub fn items(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().filter_map(|e| e.as_ref().ok())
+    }
+
+    pub fn unreadable(&self) -> impl Iterator<Item = &Unreadable> {
+        self.entries.iter().filter_map(|e| e.as_ref().err())
+    }
+
+    /// The readable items; the others are logged as skipped.
+    pub fn into_items(self, team: &str) -> Vec<T> {
+        self.entries
+            .into_iter()
+            .filter_map(|entry| entry.inspect_err(|bad| bad.log_skipped(team)).ok())
+            .collect()
+    }
+}
+
+impl<T> FromIterator<Result<T, Unreadable>> for Listing<T> {
+    fn from_iter<I: IntoIterator<Item = Result<T, Unreadable>>>(iter: I) -> Self {
+        Self {
+            entries: iter.into_iter().collect(),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -53,18 +137,19 @@ pub trait AutomationStore: Send + Sync {
     /// Creates (`create`) or replaces an automation; its name is unique in the team.
     async fn put_automation(&self, automation: &Automation, create: bool) -> StoreResult<()>;
     async fn get_automation(&self, team: &str, id: &str) -> StoreResult<Option<Automation>>;
-    async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>>;
+    async fn list_automations(&self, team: &str) -> StoreResult<Listing<Automation>>;
     async fn delete_automation(&self, team: &str, id: &str) -> StoreResult<bool>;
     /// For each lookup, in order, the automations of its team and event type filed under
     /// any of its scope keys. Index lookups whose cost does not grow with the team's other
     /// automations; lookups of one call share them, so a batch of events reads each index
-    /// partition once.
+    /// partition once. An automation that cannot be read is logged and left out; the
+    /// others of its partition still match.
     async fn matching_automations(&self, lookups: &[Lookup]) -> StoreResult<Vec<Vec<Automation>>>;
 
     /// Creates (`create`) or replaces an integration; its name is unique in the team.
     async fn put_integration(&self, integration: &Integration, create: bool) -> StoreResult<()>;
     async fn get_integration(&self, team: &str, id: &str) -> StoreResult<Option<Integration>>;
-    async fn list_integrations(&self, team: &str) -> StoreResult<Vec<Integration>>;
+    async fn list_integrations(&self, team: &str) -> StoreResult<Listing<Integration>>;
     async fn delete_integration(&self, team: &str, id: &str) -> StoreResult<bool>;
 
     /// Which of these event ids the team already sent (within the de-duplication window).
@@ -77,8 +162,10 @@ pub trait AutomationStore: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> StoreResult<()>;
 
-    /// Creates each execution unless one with its id exists; `true` where it was created.
-    async fn create_executions(&self, executions: &[Execution]) -> StoreResult<Vec<bool>>;
+    /// Creates each execution unless one with its id exists: for each, in order, `true`
+    /// where it was created, `false` where it existed, or why it could not be written (one
+    /// failed write fails only its own execution).
+    async fn create_executions(&self, executions: &[Execution]) -> Vec<StoreResult<bool>>;
     async fn get_execution(&self, team: &str, id: &str) -> StoreResult<Option<Execution>>;
     /// Writes `execution` if the stored version is still `execution.version`, then bumps it.
     async fn update_execution(&self, execution: &mut Execution) -> StoreResult<()>;
@@ -89,7 +176,7 @@ pub trait AutomationStore: Send + Sync {
         automation_id: &str,
         limit: usize,
         before: Option<&str>,
-    ) -> StoreResult<Vec<Execution>>;
+    ) -> StoreResult<Listing<Execution>>;
 }
 
 /// A secret's value. Its `Debug` never shows it.
@@ -141,6 +228,59 @@ pub trait Queue: Send + Sync {
     async fn delete_batch(&self, receipts: &[String]) -> Result<(), QueueError>;
     /// Makes a received message visible again after `delay`.
     async fn change_visibility(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+}
+
+/// A message that ran out of receives, with why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    /// The queue it came from (`events`, `actions`).
+    pub queue: String,
+    pub body: String,
+    /// Receives before it was set aside.
+    pub receive_count: u32,
+    /// What the last receiver that gave up on it reported, if one did.
+    pub last_error: Option<String>,
+    pub sent_at: String,
+    pub dead_lettered_at: String,
+}
+
+impl DeadLetter {
+    /// Why the message ended here, in words.
+    pub fn reason(&self) -> String {
+        let received = match self.receive_count {
+            1 => "received once".to_string(),
+            n => format!("received {n} times"),
+        };
+        match &self.last_error {
+            Some(error) => format!("{received}; the last receiver failed on it: {error}"),
+            None => format!(
+                "{received} and never deleted: the worker stopped or ran out of time each time"
+            ),
+        }
+    }
+}
+
+/// The dead-letter queues of a runtime that keeps its queues itself: list what they hold,
+/// and send it back. (SQS's own dead-letter queues and redrive serve the AWS runtime.)
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// The queues whose dead letters are kept here.
+    fn queues(&self) -> Vec<String>;
+    /// The dead letters of `queue` (or of all), newest first, older than `before` (an id).
+    async fn list_dead_letters(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, QueueError>;
+    /// Puts the dead letters named by `ids` (or all of them) of `queue` (or of all) back
+    /// on their queue, as if sent now; returns the ids put back.
+    async fn redrive(
+        &self,
+        queue: Option<&str>,
+        ids: Option<&[String]>,
+    ) -> Result<Vec<String>, QueueError>;
 }
 
 pub trait Clock: Send + Sync {

@@ -112,3 +112,32 @@ pub async fn queue_with_dead_letters(
         .expect("create the queue");
     (main.queue_url().expect("queue url").to_string(), dlq_url)
 }
+
+/// Writes items of the store's table around the store (see `shared::conformance::Tamper`).
+pub struct DynamoTamper {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+#[async_trait::async_trait]
+impl shared::conformance::Tamper for DynamoTamper {
+    async fn overwrite_body(&self, kind: &str, team: &str, id: &str, body: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use shared::adapters::aws::dynamodb::{BODY, PARTITION_KEY, SORT_KEY};
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PARTITION_KEY, AttributeValue::S(format!("TEAM#{team}")))
+            .key(
+                SORT_KEY,
+                AttributeValue::S(format!("{}#{id}", kind.to_ascii_uppercase())),
+            )
+            .update_expression("SET #b = :b")
+            .condition_expression("attribute_exists(#b)")
+            .expression_attribute_names("#b", BODY)
+            .expression_attribute_values(":b", AttributeValue::S(body.to_string()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("overwrite {kind} {team}/{id}: {e:?}"));
+    }
+}

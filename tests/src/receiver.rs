@@ -37,6 +37,8 @@ struct Inner {
     arrived: Notify,
     /// When set, requests are answered one at a time, each after this delay.
     slow: Option<(Duration, tokio::sync::Mutex<()>)>,
+    /// Answer with the request echoed back in many encodings (see [`echo`]).
+    echo: bool,
 }
 
 /// The receiver; `url` is where it listens.
@@ -55,6 +57,15 @@ impl Receiver {
     pub async fn start_slow(delay: Duration) -> Receiver {
         Self::serve(Inner {
             slow: Some((delay, tokio::sync::Mutex::new(()))),
+            ..Inner::default()
+        })
+        .await
+    }
+
+    /// A receiver that answers 200 with each request echoed back (see [`echo`]).
+    pub async fn start_echo() -> Receiver {
+        Self::serve(Inner {
+            echo: true,
             ..Inner::default()
         })
         .await
@@ -113,7 +124,10 @@ async fn record(
         }
         None => None,
     };
-    let answer = inner.script.lock().expect("lock").pop_front();
+    let mut answer = inner.script.lock().expect("lock").pop_front();
+    if inner.echo {
+        answer = Some((200, echo(&headers, &body)));
+    }
     inner.deliveries.lock().expect("lock").push(Delivery {
         headers,
         body,
@@ -122,4 +136,42 @@ async fn record(
     inner.arrived.notify_waiters();
     let (status, body) = answer.unwrap_or((200, "ok".to_string()));
     (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
+}
+
+/// The request's header values and body as a hostile receiver may echo them: raw, then
+/// JSON-escaped, `\u`-escaped, URL-encoded, base64'd and re-decoded as Latin-1, each part
+/// on its own and all together.
+pub fn echo(headers: &HeaderMap, body: &[u8]) -> String {
+    let mut parts: Vec<Vec<u8>> = headers.values().map(|v| v.as_bytes().to_vec()).collect();
+    parts.push(body.to_vec());
+    let mut out = String::new();
+    for part in &parts {
+        out.push_str(&encodings(part).join("\n"));
+        out.push('\n');
+    }
+    out
+}
+
+/// One text in every encoding [`echo`] uses.
+pub fn encodings(raw: &[u8]) -> Vec<String> {
+    use base64::Engine;
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let json = serde_json::to_string(&text).unwrap_or_default();
+    let json = json[1..json.len() - 1].to_string();
+    let unicode: String = text
+        .encode_utf16()
+        .map(|unit| format!("\\u{unit:04x}"))
+        .collect();
+    let url: String = raw
+        .iter()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (*b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let base64 = base64::engine::general_purpose::STANDARD.encode(raw);
+    let latin1: String = raw.iter().map(|b| *b as char).collect();
+    vec![text, json, unicode, url, base64, latin1]
 }

@@ -53,9 +53,14 @@ async fn dynamodb_store_conforms() {
     let table = format!("conformance-{}", std::process::id());
     DynamoStore::create_table(&client, &table).await.unwrap();
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    let tamper = moto::DynamoTamper {
+        client: client.clone(),
+        table: table.clone(),
+    };
     conformance::store_suite(
         Arc::new(DynamoStore::new(client, table, clock.clone())),
         clock,
+        &tamper,
     )
     .await;
 }

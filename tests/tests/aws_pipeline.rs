@@ -14,6 +14,7 @@ use automations_tests::{Receiver, moto};
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::json;
 use shared::adapters::aws::SqsQueue;
+use shared::conformance::Tamper;
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
 use shared::delivery::signing::{standard_webhooks_key, standard_webhooks_signature};
@@ -160,11 +161,12 @@ async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
     let expected =
         standard_webhooks_signature(&key, d.header("webhook-id").unwrap(), timestamp, &d.body);
     assert_eq!(d.header("webhook-signature"), Some(expected.as_str()));
-    let executions = engine
+    let executions: Vec<_> = engine
         .store
         .list_executions("acme", &automation.id, 10, None)
         .await
-        .unwrap();
+        .unwrap()
+        .into_items("acme");
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].status.as_str(), "FINISHED");
     assert_eq!(
@@ -361,4 +363,146 @@ async fn a_batch_of_events_shares_its_index_lookups_and_each_event_gets_its_own_
         vec!["a-model", "a-resnet"],
     ];
     assert_eq!(names, expected);
+}
+
+#[tokio::test]
+async fn an_unreadable_record_fails_alone_in_the_lambda_functions() {
+    // GIVEN two teams on the functions' stack; in acme, a good and a damaged automation of
+    // one trigger partition, and a damaged integration
+    let stack = Stack::new(settings()).await;
+    let engine = stack.engine.clone();
+    let receiver = Receiver::start().await;
+    let tamper = moto::DynamoTamper {
+        client: aws_sdk_dynamodb::Client::new(&moto::sdk_config().await),
+        table: stack.config.table.clone(),
+    };
+    let mut hooks = Vec::new();
+    for team in ["acme", "beta"] {
+        manage::create_team(&engine, team).await.unwrap();
+        for name in ["hook", "spare"] {
+            let hook = json!({"type": "webhook", "name": name, "url": receiver.url});
+            let made =
+                manage::create_integration(&engine, team, serde_json::from_value(hook).unwrap())
+                    .await
+                    .unwrap();
+            hooks.push((team, name, made.id));
+        }
+    }
+    let hook = |team: &str, name: &str| {
+        hooks
+            .iter()
+            .find(|(t, n, _)| *t == team && *n == name)
+            .map(|h| h.2.clone())
+            .unwrap()
+    };
+    let mut automations = Vec::new();
+    for (team, name, integration) in [
+        ("acme", "good", hook("acme", "hook")),
+        ("acme", "bad", hook("acme", "hook")),
+        ("acme", "stranded", hook("acme", "spare")),
+        ("beta", "theirs", hook("beta", "hook")),
+    ] {
+        let spec = json!({"name": name, "scope": {"type": "registry", "name": "model"}, "event": {"type": "LINK_ARTIFACT"},
+            "action": {"type": "webhook", "integration": integration, "payload": {"by": name}}});
+        let made = manage::create_automation(&engine, team, serde_json::from_value(spec).unwrap())
+            .await
+            .unwrap();
+        automations.push(made);
+    }
+    let damaged = shared::conformance::unreadable_json();
+    tamper
+        .overwrite_body("automation", "acme", &automations[1].id, &damaged)
+        .await;
+    tamper
+        .overwrite_body("integration", "acme", &hook("acme", "spare"), &damaged)
+        .await;
+
+    // WHEN one batch holds events of both teams
+    let event = |team: &str, id: &str| {
+        let input = json!({"id": id, "event_type": "LINK_ARTIFACT", "registry": "model",
+            "artifact": {"collection": "resnet", "version": "v1"}});
+        let event = shared::usecases::ingest::parse_events(&engine, team, input)
+            .unwrap()
+            .remove(0);
+        record(id, "receipt", &serde_json::to_string(&event).unwrap())
+    };
+    let mut batch = SqsEvent::default();
+    batch.records = vec![
+        event("acme", "a-1"),
+        event("beta", "b-1"),
+        event("acme", "a-2"),
+    ];
+    let evaluator = Evaluator::new(engine.clone());
+    let response = evaluate_records(&evaluator, batch).await;
+
+    // THEN no record fails: the damaged automation is left out, the others match
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    let executions = |index: usize| {
+        let (engine, a) = (engine.clone(), automations[index].clone());
+        async move {
+            engine
+                .store
+                .list_executions(&a.team, &a.id, 10, None)
+                .await
+                .unwrap()
+                .into_items(&a.team)
+        }
+    };
+    assert_eq!(executions(0).await.len(), 2);
+    assert_eq!(executions(2).await.len(), 2);
+    assert_eq!(executions(3).await.len(), 1);
+
+    // WHEN dispatch gets the actions, one execution of which is then damaged too
+    let mut messages = Vec::new();
+    while let Ok(got) = stack.actions.receive(10, Duration::from_secs(2)).await {
+        if got.is_empty() {
+            break;
+        }
+        messages.extend(got);
+    }
+    assert_eq!(messages.len(), 5);
+    let broken = executions(0).await[0].id.clone();
+    tamper
+        .overwrite_body("execution", "acme", &broken, &damaged)
+        .await;
+    let mut batch = SqsEvent::default();
+    batch.records = messages
+        .iter()
+        .map(|m| record(&m.message_id, &m.receipt, &m.body))
+        .collect();
+    let response = dispatch_records(&engine, stack.actions.clone(), batch).await;
+
+    // THEN only the damaged execution's record fails; the ones whose integration cannot be
+    // read fail their executions, saying why; the others are delivered
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let broken_message = messages
+        .iter()
+        .find(|m| m.body.contains(&broken))
+        .map(|m| m.message_id.as_str())
+        .unwrap();
+    assert_eq!(failed, [broken_message]);
+    let mut by: Vec<String> = receiver
+        .deliveries()
+        .iter()
+        .map(|d| d.json()["by"].as_str().unwrap().to_string())
+        .collect();
+    by.sort();
+    assert_eq!(by, ["good", "theirs"]);
+    for stranded in executions(2).await {
+        assert_eq!(stranded.status.as_str(), "FAILED");
+        let error = stranded.result.unwrap().error.unwrap();
+        assert!(error.contains("cannot read"), "{error}");
+    }
+    // AND the management listings skip the damaged items and name them
+    let listed = engine.store.list_automations("acme").await.unwrap();
+    let unreadable: Vec<&str> = listed.unreadable().map(|u| u.id.as_str()).collect();
+    assert_eq!(unreadable, [automations[1].id.as_str()]);
 }

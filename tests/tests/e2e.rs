@@ -333,15 +333,37 @@ async fn integration_test_sends_one_real_request() {
             Some(json!({"payload": {"hello": "${entity_name}"}})),
         )
         .await;
+    // (the request carried the team's token: what came back is not kept)
     assert_eq!(
         answer,
-        json!({"ok": true, "status": 200, "body": "ok", "error": null})
+        json!({"ok": true, "status": 200, "body": null, "error": null,
+               "body_withheld": "not kept: the request carried team secrets, and a receiver may echo them back in any encoding"})
     );
     let d = &receiver.deliveries()[0];
     assert_eq!(d.json(), json!({"hello": "acme"}));
     assert_eq!(
         d.header("x-wandb-signature").unwrap(),
         hmac_b64(SIGNING_SECRET.as_bytes(), &d.body)
+    );
+
+    // AND an integration that sends no secret (a signing secret is never sent) shows the body
+    let signed_only = api
+        .webhook(
+            "acme",
+            json!({"type": "webhook", "name": "signed-only", "url": receiver.url, "signing_secret": "SIGNING"}),
+        )
+        .await;
+    let answer = api
+        .expect(
+            200,
+            "POST",
+            &format!("/v1/teams/acme/integrations/{signed_only}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer,
+        json!({"ok": true, "status": 200, "body": "ok", "error": null})
     );
 }
 

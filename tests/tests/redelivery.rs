@@ -13,7 +13,7 @@ use shared::domain::event::Event;
 use shared::local::LocalRuntime;
 use shared::ports::Queue;
 use shared::usecases::dispatch::{Outcome, dispatch};
-use shared::usecases::evaluate::Evaluator;
+use shared::usecases::evaluate::{Evaluation, Evaluator};
 use shared::usecases::ingest::parse_events;
 use shared::usecases::{ActionMessage, Engine, Settings, manage};
 
@@ -67,7 +67,8 @@ impl Fixture {
             .store
             .list_executions("acme", &self.automation, 10, None)
             .await
-            .unwrap();
+            .unwrap()
+            .into_items("acme");
         assert_eq!(
             executions.len(),
             1,
@@ -78,6 +79,13 @@ impl Fixture {
             execution_id: executions[0].id.clone(),
         }
     }
+}
+
+/// Evaluates the fixture's one event; panics unless it was evaluated.
+async fn evaluate(evaluator: &Evaluator, events: &[Event]) -> Evaluation {
+    let mut outcomes = evaluator.evaluate(events).await;
+    assert_eq!(outcomes.len(), 1, "one event, one outcome");
+    outcomes.remove(0).unwrap()
 }
 
 fn parse<T: serde::de::DeserializeOwned>(value: Value) -> T {
@@ -91,8 +99,8 @@ async fn redelivered_messages_neither_duplicate_executions_nor_resend() {
 
     // WHEN the event is evaluated twice, as after a redelivery
     let evaluator = Evaluator::new(f.engine.clone());
-    let first = evaluator.evaluate(&f.event).await.unwrap();
-    let second = evaluator.evaluate(&f.event).await.unwrap();
+    let first = evaluate(&evaluator, &f.event).await;
+    let second = evaluate(&evaluator, &f.event).await;
 
     // THEN there is one execution
     assert_eq!((first.created, first.existing), (1, 0));
@@ -125,8 +133,8 @@ async fn two_workers_with_the_same_message_send_once() {
     let receiver = Receiver::start_slow(Duration::from_millis(200)).await;
     let f = Fixture::new(&receiver).await;
     let evaluator = Evaluator::new(f.engine.clone());
-    evaluator.evaluate(&f.event).await.unwrap();
-    evaluator.evaluate(&f.event).await.unwrap();
+    evaluate(&evaluator, &f.event).await;
+    evaluate(&evaluator, &f.event).await;
     let message = f.message().await;
 
     // WHEN two workers dispatch it at the same time

@@ -3,9 +3,10 @@
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use shared::config::settings_from_env;
@@ -87,11 +88,14 @@ async fn serve(
         .mode(0o700)
         .create(&data_dir)
         .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?;
+    warn_if_open(&data_dir);
     let settings = settings_from_env()?;
     let operator_key = operator_key(&data_dir)?;
     let local = LocalRuntime::open(&data_dir, secrets_key, settings)?;
     local.recover().await?;
-    let app = router(AppState::new(local.engine.clone(), &operator_key));
+    let state = AppState::new(local.engine.clone(), &operator_key)
+        .with_dead_letters(Arc::new(local.dead_letters()));
+    let app = router(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("--listen {listen}: {e}"))?;
@@ -131,8 +135,23 @@ async fn wait_for_signal() -> Result<(), String> {
     Ok(())
 }
 
-/// `AUTOMATIONS_OPERATOR_KEY`, else the key in `<data-dir>/operator-key`, else a new one
-/// written there (mode 0600) and printed once.
+/// The data directory holds the database and the keys: warn when other users may enter it.
+fn warn_if_open(data_dir: &Path) {
+    match fs::metadata(data_dir) {
+        Ok(meta) if meta.permissions().mode() & 0o077 != 0 => tracing::warn!(
+            data_dir = %data_dir.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the data directory is open to other users; chmod 700 it"
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(data_dir = %data_dir.display(), error = %e, "cannot read the data directory's mode")
+        }
+    }
+}
+
+/// `AUTOMATIONS_OPERATOR_KEY`, else the key in `<data-dir>/operator-key` (which must be
+/// readable by its owner only), else a new one written there (mode 0600) and printed once.
 fn operator_key(data_dir: &Path) -> Result<String, String> {
     if let Ok(key) = std::env::var("AUTOMATIONS_OPERATOR_KEY") {
         if key.trim().len() < 32 {
@@ -142,6 +161,12 @@ fn operator_key(data_dir: &Path) -> Result<String, String> {
     }
     let path = data_dir.join("operator-key");
     match fs::read_to_string(&path) {
+        Ok(_) if fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) => {
+            return Err(format!(
+                "{}: the operator key must not be readable by others (chmod 600)",
+                path.display()
+            ));
+        }
         Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().to_string()),
         Ok(_) => {
             return Err(format!(

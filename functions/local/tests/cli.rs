@@ -24,6 +24,11 @@ fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Command {
 
 /// Starts `serve`, waits until it listens, kills it; returns what it printed on stdout.
 fn start(data_dir: &Path) -> String {
+    start_logged(data_dir).0
+}
+
+/// Like [`start`], also returning the log lines up to "automations serving".
+fn start_logged(data_dir: &Path) -> (String, Vec<String>) {
     let mut child = serve(data_dir, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -32,20 +37,80 @@ fn start(data_dir: &Path) -> String {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut lines = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("automations serving") {
-                let _ignored = tx.send(());
+            let serving = line.contains("automations serving");
+            lines.push(line);
+            if serving {
+                let _ignored = tx.send(std::mem::take(&mut lines));
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30))
+    let logged = rx
+        .recv_timeout(Duration::from_secs(30))
         .expect("server started");
     let mut stdout = child.stdout.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
-    out
+    (out, logged)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn state_files_are_private_and_an_open_data_directory_is_reported() {
+    // GIVEN a new data directory
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let (_, logged) = start_logged(&dir);
+    // THEN it and every file in it are its owner's only, and nothing was reported
+    assert_eq!(mode(&dir), 0o700);
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    names.sort();
+    for expected in ["automations.db", "lock", "operator-key", "secrets.key"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    assert!(
+        !logged.iter().any(|l| l.contains("other users")),
+        "{logged:?}"
+    );
+
+    // WHEN the directory and the database are opened to others
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let db = dir.join("automations.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, logged) = start_logged(&dir);
+    // THEN the start says so, and narrows the database back
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("data directory is open to other users")),
+        "{logged:?}"
+    );
+    assert_eq!(mode(&db), 0o600);
+
+    // WHEN the operator key is readable by others, the server does not start
+    let key = dir.join("operator-key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve(&dir, &[]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("operator-key") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
 }
 
 #[test]

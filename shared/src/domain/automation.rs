@@ -7,14 +7,14 @@ use serde_json::{Map, Value};
 
 use super::event::{Event, EventType, RunState};
 use super::filter::Filter;
+use super::limits::{
+    MAX_FILTER_BYTES, MAX_FILTER_DEPTH, MAX_TEMPLATE_BYTES, check_depth, check_json, check_size,
+};
 use super::template;
 use super::{Invalid, check_name};
 
 /// The scope key of automations that see every project and registry of their team.
 pub const TEAM_SCOPE_KEY: &str = "team";
-
-/// Largest payload template, serialized.
-pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -171,6 +171,8 @@ impl AutomationInput {
             _ => {}
         }
         if let Some(filter) = &self.event.filter {
+            check_depth("event.filter", filter, MAX_FILTER_DEPTH)?;
+            check_size("event.filter", filter, MAX_FILTER_BYTES)?;
             Filter::compile(filter)
                 .map_err(|e| Invalid::new(e.path, e.message).within("event.filter"))?;
         }
@@ -251,9 +253,7 @@ impl AutomationInput {
                         "must be a JSON object or array",
                     ));
                 }
-                if serde_json::to_vec(&payload).map_or(0, |v| v.len()) > MAX_PAYLOAD_BYTES {
-                    return Err(Invalid::new("action.payload", "larger than 256 KiB"));
-                }
+                check_json("action.payload", &payload, MAX_TEMPLATE_BYTES)?;
                 let secrets = template::check(&payload).map_err(|e| e.within("action.payload"))?;
                 Ok(References {
                     integration: Some(integration),

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::limits::{MAX_DEPTH, MAX_EVENT_BYTES, check_levels, depth, json_len};
 use super::{Invalid, check_name};
 
 /// Largest batch accepted in one request.
@@ -274,6 +275,7 @@ impl EventInput {
                     check_text(field, v, 256)?;
                 }
             }
+            check_metadata(&artifact.metadata)?;
         } else {
             if self.artifact.is_some() {
                 return Err(Invalid::new("artifact", "run events carry no artifact"));
@@ -306,7 +308,7 @@ impl EventInput {
             })?;
             r.state = Some(parsed.as_str().to_string());
         }
-        Ok(Event {
+        let event = Event {
             id: self.id.unwrap_or(id),
             team: team.to_string(),
             event_type,
@@ -317,8 +319,30 @@ impl EventInput {
             received_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
             artifact: self.artifact,
             run,
-        })
+        };
+        // Every other field is bounded; only the metadata can make an event this large.
+        let len = json_len(&event);
+        if len > MAX_EVENT_BYTES {
+            let field = if event.artifact.is_some() {
+                "artifact.metadata"
+            } else {
+                ""
+            };
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "the event is {len} bytes as JSON; an event may be at most {MAX_EVENT_BYTES} bytes"
+                ),
+            ));
+        }
+        Ok(event)
     }
+}
+
+/// Metadata nests at most [`MAX_DEPTH`] levels, the metadata object itself being the first.
+fn check_metadata(metadata: &Map<String, Value>) -> Result<(), Invalid> {
+    let levels = 1 + metadata.values().map(depth).max().unwrap_or(0);
+    check_levels("artifact.metadata", levels, MAX_DEPTH)
 }
 
 fn check_event_id(id: &str) -> Result<(), Invalid> {

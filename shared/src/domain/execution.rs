@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::event::EventType;
+use super::limits::{MAX_RECORDED_PAYLOAD_BYTES, json_len};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -40,6 +41,32 @@ pub struct ActionRecord {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// Why `payload` is not shown (it rendered larger than a record keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_omitted: Option<String>,
+}
+
+impl ActionRecord {
+    /// A record showing `payload`, unless it is larger than an execution record keeps
+    /// (references can repeat a large value): then it says so instead.
+    pub fn showing(payload: Value) -> Self {
+        let len = json_len(&payload);
+        let (payload, payload_omitted) = if len > MAX_RECORDED_PAYLOAD_BYTES {
+            let reason = format!(
+                "the payload rendered to {len} bytes; records keep payloads of up to {MAX_RECORDED_PAYLOAD_BYTES} bytes"
+            );
+            (None, Some(reason))
+        } else {
+            (Some(payload), None)
+        };
+        Self {
+            kind: String::new(),
+            integration: None,
+            url: None,
+            payload,
+            payload_omitted,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +81,9 @@ pub struct Attempt {
 pub struct ExecutionResult {
     pub status_code: Option<u16>,
     pub body: Option<String>,
+    /// Why `body` is not kept, when a response came and was not kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_withheld: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

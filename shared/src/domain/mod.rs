@@ -6,6 +6,7 @@ pub mod execution;
 pub mod filter;
 pub mod ids;
 pub mod integration;
+pub mod limits;
 pub mod template;
 
 use serde::Serialize;

@@ -69,6 +69,14 @@ impl From<Error> for ApiError {
                     "storage is unavailable; try again",
                 )
             }
+            Error::Unreadable(bad) => {
+                tracing::error!(kind = bad.kind, id = %bad.id, error = %bad.error, "stored item cannot be read");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unreadable",
+                    format!("{bad}; delete it, or restore it from a backup"),
+                )
+            }
             Error::Queue(e) => {
                 tracing::error!(error = %e, "queue failed");
                 Self::new(

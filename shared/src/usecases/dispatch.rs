@@ -15,6 +15,7 @@ use crate::delivery::signing::{
 use crate::domain::event::format_time;
 use crate::domain::execution::{Attempt, Execution, ExecutionResult, ExecutionStatus};
 use crate::domain::integration::Integration;
+use crate::domain::limits::truncate;
 use crate::domain::template::{self, Var};
 use crate::ports::{Outbound, Response, SecretValue, StoreError};
 
@@ -33,10 +34,51 @@ pub enum Outcome {
     RetryAfter(Duration),
 }
 
-/// A request built for an integration, with the secret values it used (to redact them).
+/// How much of an attempt's error an execution record keeps.
+pub const RECORDED_ERROR_BYTES: usize = 512;
+
+/// Attempts an execution keeps; a manual retry is refused past them, so that a record
+/// stays within what every store can hold.
+pub const MAX_ATTEMPTS: usize = 100;
+
+/// Why a response body is not kept.
+pub const BODY_WITHHELD: &str =
+    "not kept: the request carried team secrets, and a receiver may echo them back in any encoding";
+
+/// A request built for an integration.
 pub struct Prepared {
     pub request: Outbound,
-    pub secret_values: Vec<String>,
+    /// Whether a secret's value is in the request (a token header, a secret in the body).
+    ///
+    /// The response to such a request is never kept or shown. Redacting the values from
+    /// it cannot be made safe: a receiver may echo them JSON-escaped, `\u`-escaped,
+    /// URL-encoded, base64'd or re-decoded as Latin-1, and redacting whatever matches a
+    /// secret tells the reader of the record which value they planted (an alias, say)
+    /// equals it. Keeping nothing of what comes back depends on no secret at all. A
+    /// signing secret is never sent, only the signatures made with it.
+    pub carries_secrets: bool,
+}
+
+/// What is kept of a response body: its first bytes, or nothing when the request carried
+/// secrets (see [`Prepared::carries_secrets`]).
+pub fn kept_body(carries_secrets: bool, response: &Response, max: usize) -> KeptBody {
+    if carries_secrets {
+        KeptBody {
+            body: None,
+            withheld: Some(BODY_WITHHELD.to_string()),
+        }
+    } else {
+        KeptBody {
+            body: Some(truncate(&response.body, max).to_string()),
+            withheld: None,
+        }
+    }
+}
+
+/// A response body as an execution record or a test answer keeps it.
+pub struct KeptBody {
+    pub body: Option<String>,
+    pub withheld: Option<String>,
 }
 
 /// Delivers the execution an action message names.
@@ -81,11 +123,18 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         Err(e) => return Err(e.into()),
     }
     let integration_id = execution.action.integration.clone().unwrap_or_default();
-    let integration = match engine
+    let found = match engine
         .store
         .get_integration(&execution.team, &integration_id)
-        .await?
+        .await
     {
+        // It will not become readable by waiting: the execution fails, saying why.
+        Err(StoreError::Unreadable(bad)) => {
+            return finish_without_attempt(engine, execution, bad.to_string()).await;
+        }
+        other => other?,
+    };
+    let integration = match found {
         Some(i) if i.enabled => i,
         Some(i) => {
             let reason = i
@@ -121,9 +170,13 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         Err(reason) => return finish_without_attempt(engine, execution, reason).await,
     };
     let started = engine.clock.now();
+    let carries_secrets = prepared.carries_secrets;
     let response = engine.sender.send(prepared.request).await;
-    let secrets = &prepared.secret_values;
-    let error = response.error.as_deref().map(|e| redact(e, secrets, false));
+    // Errors are the client's own words (never a response's content).
+    let error = response
+        .error
+        .as_deref()
+        .map(|e| truncate(e, RECORDED_ERROR_BYTES).to_string());
     execution.attempts.push(Attempt {
         at: format_time(started),
         status_code: response.status,
@@ -135,12 +188,13 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
     } else {
         classify(response.status)
     };
+    let kept = response
+        .status
+        .map(|_| kept_body(carries_secrets, &response, RECORDED_BODY_BYTES));
     let result = ExecutionResult {
         status_code: response.status,
-        body: response.status.map(|_| {
-            let body = redact(&response.body, secrets, response.truncated);
-            truncate(&body, RECORDED_BODY_BYTES).to_string()
-        }),
+        body: kept.as_ref().and_then(|k| k.body.clone()),
+        body_withheld: kept.and_then(|k| k.withheld),
         error: error.clone(),
     };
     let outcome = match verdict {
@@ -214,10 +268,8 @@ pub async fn prepare(
     vars: &serde_json::Map<String, Value>,
     message_id: &str,
 ) -> Result<Prepared, String> {
-    let mut needed: Vec<String> = template::check(template)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .collect();
+    let in_payload = template::check(template).map_err(|e| e.to_string())?;
+    let mut needed: Vec<String> = in_payload.iter().cloned().collect();
     needed.extend(integration.secrets().map(String::from));
     let mut secrets = BTreeMap::new();
     for name in needed {
@@ -243,12 +295,13 @@ pub async fn prepare(
     });
     let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    if let Some(token) = integration
-        .access_token_secret
-        .as_ref()
-        .and_then(|n| secrets.get(n))
+    let mut sent_secrets = !in_payload.is_empty();
+    if let Some(name) = &integration.access_token_secret
+        && let Some(token) = secrets.get(name)
     {
+        check_header_value(name, token)?;
         headers.push(("authorization".into(), format!("Bearer {token}")));
+        sent_secrets = true;
     }
     let timestamp = engine.clock.now().unix_timestamp();
     headers.push(("webhook-id".into(), message_id.to_string()));
@@ -271,7 +324,7 @@ pub async fn prepare(
             headers,
             body,
         },
-        secret_values: secrets.into_values().filter(|v| !v.is_empty()).collect(),
+        carries_secrets: sent_secrets,
     })
 }
 
@@ -286,6 +339,7 @@ async fn finish_without_attempt(
     execution.result = Some(ExecutionResult {
         status_code: None,
         body: None,
+        body_withheld: None,
         error: Some(reason),
     });
     match engine.store.update_execution(&mut execution).await {
@@ -315,46 +369,15 @@ fn millis(engine: &Engine) -> i64 {
     (engine.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// Replaces every secret value in `text` with `***`, longest first so that a secret inside
-/// another leaves nothing behind. When `cut` (the text was read up to a limit and may end
-/// inside a secret), a tail that begins a secret is masked too.
-pub fn redact(text: &str, secrets: &[String], cut: bool) -> String {
-    let mut secrets: Vec<&str> = secrets
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = secrets
-        .iter()
-        .fold(text.to_string(), |acc, s| acc.replace(s, "***"));
-    if cut && let Some(start) = secrets.iter().filter_map(|s| partial_tail(&out, s)).min() {
-        out.truncate(start);
-        out.push_str("***");
+/// A token goes into a header: a line break or another control character there can never
+/// be sent, so it fails the execution at once, naming the secret (never its value).
+pub fn check_header_value(secret: &str, value: &str) -> Result<(), String> {
+    if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        return Err(format!(
+            "secret {secret} holds a line break or another control character, which an HTTP header cannot carry; set it again without one"
+        ));
     }
-    out
-}
-
-/// Where the longest tail of `text` that is a proper prefix of `secret` starts.
-fn partial_tail(text: &str, secret: &str) -> Option<usize> {
-    (1..secret.len()).rev().find_map(|k| {
-        let start = text.len().checked_sub(k)?;
-        let matches = text.is_char_boundary(start)
-            && secret.is_char_boundary(k)
-            && text[start..] == secret[..k];
-        matches.then_some(start)
-    })
-}
-
-pub(crate) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    Ok(())
 }
 
 #[cfg(test)]
@@ -362,35 +385,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redact_hides_every_secret_occurrence() {
-        let secrets = ["abc123".to_string(), "xyz".to_string()];
-        let out = redact("token=abc123 again abc123 and xyz", &secrets, false);
-        assert_eq!(out, "token=*** again *** and ***");
-    }
-
-    #[test]
-    fn redact_replaces_longer_secrets_first() {
-        let secrets = ["tok".to_string(), "tok-and-more".to_string()];
-        assert_eq!(redact("x tok-and-more y", &secrets, false), "x *** y");
-    }
-
-    #[test]
-    fn redact_masks_a_secret_cut_at_the_end_of_a_truncated_body() {
-        let secrets = ["ghp_0123456789".to_string()];
-        assert_eq!(
-            redact("echo: Bearer ghp_0123", &secrets, true),
-            "echo: Bearer ***"
-        );
-        assert_eq!(
-            redact("echo: Bearer ghp_0123", &secrets, false),
-            "echo: Bearer ghp_0123"
-        );
-        assert_eq!(redact("nothing to hide", &secrets, true), "nothing to hide");
-    }
-
-    #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
+    fn tokens_with_control_characters_are_refused_by_name() {
+        for bad in ["ghp_x\r\nX-Injected: 1", "tok\n", "a\u{0}b", "del\u{7f}"] {
+            let err = check_header_value("GH_TOKEN", bad).unwrap_err();
+            assert!(err.contains("GH_TOKEN"), "{err}");
+            assert!(!err.contains(bad), "the value is never named: {err}");
+        }
+        check_header_value("GH_TOKEN", "ghp_abc def\tok é").unwrap();
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::event::{Event, format_millis};
 use crate::domain::execution::{ActionRecord, EventRef, Execution, ExecutionStatus};
 use crate::domain::ids::execution_id;
 use crate::domain::template::{self, Var};
-use crate::ports::{Lookup, QueueError};
+use crate::ports::{Lookup, QueueError, StoreError};
 
 /// Events matched together: they share their index lookups. Measured on the local runtime
 /// (`bench e2e`), groups of 10 deliver 3,200–3,300/s where one group of a whole batch of
@@ -100,51 +100,90 @@ impl Evaluator {
         }
     }
 
-    /// Creates the executions of a batch of events and queues the ones to deliver.
-    pub async fn evaluate(&self, events: &[Event]) -> Result<Evaluation> {
+    /// Creates the executions of a batch of events and queues the ones to deliver. Answers
+    /// for each event, in order: one event that cannot be evaluated (its executions not
+    /// written or not queued) fails alone, and the others of the batch go on.
+    pub async fn evaluate(&self, events: &[Event]) -> Vec<Result<Evaluation>> {
+        let mut outcomes: Vec<Result<Evaluation>> =
+            events.iter().map(|_| Ok(Evaluation::default())).collect();
+        // Which event each execution belongs to.
         let mut executions = Vec::new();
-        for chunk in events.chunks(MATCH_GROUP) {
-            for (event, matches) in chunk.iter().zip(self.matches_batch(chunk).await?) {
-                for compiled in matches {
-                    executions.push(new_execution(event, &compiled.automation));
+        let mut owners = Vec::new();
+        for (group, chunk) in events.chunks(MATCH_GROUP).enumerate() {
+            let first = group * MATCH_GROUP;
+            match self.matches_batch(chunk).await {
+                Ok(matches) => {
+                    for (offset, (event, matched)) in chunk.iter().zip(matches).enumerate() {
+                        for compiled in matched {
+                            executions.push(new_execution(event, &compiled.automation));
+                            owners.push(first + offset);
+                        }
+                    }
+                }
+                Err(e) => {
+                    for outcome in &mut outcomes[first..first + chunk.len()] {
+                        *outcome = Err(copy(&e));
+                    }
                 }
             }
         }
-        if executions.is_empty() {
-            return Ok(Evaluation::default());
-        }
-        let created = self.engine.store.create_executions(&executions).await?;
-        let mut report = Evaluation::default();
+        let created = if executions.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.store.create_executions(&executions).await
+        };
         let mut messages = Vec::new();
-        for (execution, was_created) in executions.iter().zip(created) {
-            if was_created {
-                report.created += 1;
-            } else {
-                report.existing += 1;
-            }
-            // A redelivered event queues its webhook executions again, created now or not:
-            // the first evaluation may have stopped between creating and queueing them.
-            // Dispatch skips the ones that are no longer pending.
-            if execution.status == ExecutionStatus::Pending {
-                let message = ActionMessage {
-                    team: execution.team.clone(),
-                    execution_id: execution.id.clone(),
-                };
-                messages.push(
-                    serde_json::to_string(&message)
-                        .map_err(|e| Error::Queue(QueueError(e.to_string())))?,
-                );
+        for ((execution, owner), written) in executions.iter().zip(&owners).zip(created) {
+            let outcome = &mut outcomes[*owner];
+            match (written, outcome.as_mut()) {
+                (Err(e), Ok(_)) => {
+                    tracing::error!(event = %events[*owner].id, execution = %execution.id, error = %e, "execution could not be written; the event comes back");
+                    *outcome = Err(e.into());
+                }
+                (Ok(was_created), Ok(report)) => {
+                    if was_created {
+                        report.created += 1;
+                    } else {
+                        report.existing += 1;
+                    }
+                    // A redelivered event queues its webhook executions again, created
+                    // now or not: the first evaluation may have stopped between creating
+                    // and queueing them. Dispatch skips the ones that are no longer pending.
+                    if execution.status == ExecutionStatus::Pending {
+                        messages.push((*owner, action_message(execution)));
+                    }
+                }
+                (_, Err(_)) => {}
             }
         }
+        // An event whose outcome failed meanwhile still has its earlier messages here:
+        // queueing them is harmless (dispatch claims before it sends).
         for chunk in messages.chunks(100) {
-            self.engine.actions.send_batch(chunk).await?;
+            let bodies: Vec<String> = chunk.iter().map(|(_, body)| body.clone()).collect();
+            if let Err(e) = self.engine.actions.send_batch(&bodies).await {
+                for (owner, _) in chunk {
+                    outcomes[*owner] = Err(Error::Queue(QueueError(e.0.clone())));
+                }
+            }
         }
-        tracing::debug!(
-            created = report.created,
-            existing = report.existing,
-            "evaluated"
-        );
-        Ok(report)
+        outcomes
+    }
+}
+
+fn action_message(execution: &Execution) -> String {
+    let message = ActionMessage {
+        team: execution.team.clone(),
+        execution_id: execution.id.clone(),
+    };
+    // A struct of two strings always serializes.
+    serde_json::to_string(&message).unwrap_or_default()
+}
+
+/// The same failure, for each of the events it failed.
+fn copy(e: &Error) -> Error {
+    match e {
+        Error::Queue(q) => Error::Queue(QueueError(q.0.clone())),
+        other => Error::Store(StoreError::Backend(other.to_string())),
     }
 }
 
@@ -164,7 +203,7 @@ pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
                 kind: "webhook".into(),
                 integration: action.integration.clone(),
                 url: None,
-                payload: Some(masked),
+                ..ActionRecord::showing(masked)
             };
             (ExecutionStatus::Pending, template, record)
         }
@@ -174,6 +213,7 @@ pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
                 integration: None,
                 url: None,
                 payload: None,
+                payload_omitted: None,
             };
             (ExecutionStatus::Finished, Value::Null, record)
         }

@@ -2,13 +2,15 @@
 
 use serde_json::{Map, Value, json};
 
-use super::dispatch::{prepare, redact};
+use super::dispatch::{MAX_ATTEMPTS, check_header_value, kept_body, prepare};
 use super::{ActionMessage, Engine, Error, Result};
+use crate::delivery::client::MAX_RESPONSE_BYTES;
 use crate::domain::automation::{Automation, AutomationInput};
 use crate::domain::event::format_time;
 use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::ids::new_id;
 use crate::domain::integration::{Integration, IntegrationInput};
+use crate::domain::limits::{MAX_TEMPLATE_BYTES, check_json};
 use crate::domain::template::is_secret_name;
 use crate::domain::{Invalid, from_json};
 use crate::ports::{QueueError, SecretInfo, SecretValue, Team};
@@ -192,18 +194,17 @@ async fn apply_integration(
         ("access_token_secret", &valid.access_token_secret),
         ("signing_secret", &valid.signing_secret),
     ] {
-        if let Some(name) = secret
-            && engine
-                .secrets
-                .get_secret(&integration.team, name)
-                .await?
-                .is_none()
-        {
+        let Some(name) = secret else { continue };
+        let Some(value) = engine.secrets.get_secret(&integration.team, name).await? else {
             return Err(Invalid::new(
                 field,
                 format!("secret {name} does not exist; create it first"),
             )
             .into());
+        };
+        // A token travels in a header; one that cannot is refused now rather than at delivery.
+        if field == "access_token_secret" {
+            check_header_value(name, &value.0).map_err(|m| Invalid::new(field, m))?;
         }
     }
     integration.kind = valid.kind;
@@ -231,6 +232,7 @@ pub async fn delete_integration(engine: &Engine, team: &str, id: &str) -> Result
         .store
         .list_automations(team)
         .await?
+        .into_items(team)
         .into_iter()
         .filter(|a| a.spec.action.integration.as_deref() == Some(id))
         .map(|a| a.spec.name)
@@ -258,6 +260,7 @@ pub async fn test_integration(
     let integration = get_integration(engine, team, id).await?;
     let template = payload
         .unwrap_or_else(|| json!({"event_type": "TEST", "message": "a test from automations"}));
+    check_json("payload", &template, MAX_TEMPLATE_BYTES)?;
     crate::domain::template::check(&template).map_err(|e| e.within("payload"))?;
     let mut vars = Map::new();
     vars.insert("entity_name".into(), Value::String(team.to_string()));
@@ -276,14 +279,18 @@ pub async fn test_integration(
             return Ok(json!({"ok": false, "status": null, "body": null, "error": reason}));
         }
     };
+    let carries_secrets = prepared.carries_secrets;
     let response = engine.sender.send(prepared.request).await;
     let ok = response.status.is_some_and(|s| (200..300).contains(&s));
-    let secrets = &prepared.secret_values;
-    let body = response
+    let kept = response
         .status
-        .map(|_| redact(&response.body, secrets, response.truncated));
-    let error = response.error.map(|e| redact(&e, secrets, false));
-    Ok(json!({"ok": ok, "status": response.status, "body": body, "error": error}))
+        .map(|_| kept_body(carries_secrets, &response, MAX_RESPONSE_BYTES));
+    let mut answer = json!({"ok": ok, "status": response.status,
+                            "body": kept.as_ref().and_then(|k| k.body.clone()), "error": response.error});
+    if let Some(reason) = kept.and_then(|k| k.withheld) {
+        answer["body_withheld"] = Value::String(reason);
+    }
+    Ok(answer)
 }
 
 // Secrets
@@ -315,6 +322,7 @@ pub async fn delete_secret(engine: &Engine, team: &str, name: &str) -> Result<()
         .store
         .list_integrations(team)
         .await?
+        .into_items(team)
         .into_iter()
         .filter(|i| i.secrets().any(|s| s == name))
         .map(|i| format!("integration {}", i.name))
@@ -324,6 +332,7 @@ pub async fn delete_secret(engine: &Engine, team: &str, name: &str) -> Result<()
             .store
             .list_automations(team)
             .await?
+            .into_items(team)
             .into_iter()
             .filter(|a| {
                 a.spec
@@ -361,6 +370,12 @@ pub async fn retry_execution(engine: &Engine, team: &str, id: &str) -> Result<Ex
     if execution.status == ExecutionStatus::Pending {
         return Err(Error::Conflict(format!(
             "execution {id} is still pending; it is retried on its schedule"
+        )));
+    }
+    if execution.attempts.len() >= MAX_ATTEMPTS {
+        return Err(Error::Conflict(format!(
+            "execution {id} has made {} attempts, the most one execution keeps; the event can be sent again under a new id",
+            execution.attempts.len()
         )));
     }
     if execution.action.kind != "webhook" {

@@ -47,6 +47,9 @@ pub enum Error {
     Conflict(String),
     #[error(transparent)]
     Store(StoreError),
+    /// A stored item this version cannot read: the request that needs it fails.
+    #[error("{0}")]
+    Unreadable(crate::ports::Unreadable),
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
@@ -58,6 +61,7 @@ impl From<StoreError> for Error {
             StoreError::Stale => Error::Conflict(
                 "it was changed at the same time by another request; try again".into(),
             ),
+            StoreError::Unreadable(bad) => Error::Unreadable(bad),
             other => Error::Store(other),
         }
     }

@@ -32,7 +32,9 @@ use super::describe;
 use crate::domain::automation::{Automation, Scope};
 use crate::domain::execution::Execution;
 use crate::domain::integration::Integration;
-use crate::ports::{AutomationStore, Clock, Lookup, StoreError, StoreResult, Team};
+use crate::ports::{
+    AutomationStore, Clock, Listing, Lookup, StoreError, StoreResult, Team, Unreadable,
+};
 
 pub const PARTITION_KEY: &str = "pk";
 pub const SORT_KEY: &str = "sk";
@@ -94,12 +96,31 @@ where
         })
 }
 
-fn body<T: DeserializeOwned>(item: &Item) -> StoreResult<T> {
+/// The id of an item: its sort key after `KIND#`, or for a team its partition's name.
+fn item_id(item: &Item) -> String {
+    let after_hash = |key: &str| match item.get(key) {
+        Some(AttributeValue::S(k)) => k.split_once('#').map(|(_, id)| id.to_string()),
+        _ => None,
+    };
+    after_hash(SORT_KEY)
+        .or_else(|| after_hash(PARTITION_KEY))
+        .unwrap_or_default()
+}
+
+/// The domain value an item keeps, or why it cannot be read.
+fn decode<T: DeserializeOwned>(kind: &'static str, item: &Item) -> Result<T, Unreadable> {
     match item.get(BODY) {
-        Some(AttributeValue::S(json)) => serde_json::from_str(json)
-            .map_err(|e| StoreError::Backend(format!("stored item is not readable: {e}"))),
-        _ => Err(StoreError::Backend("stored item has no body".into())),
+        Some(AttributeValue::S(json)) => Unreadable::decode(kind, &item_id(item), json),
+        _ => Err(Unreadable {
+            kind,
+            id: item_id(item),
+            error: "the item has no body".into(),
+        }),
     }
+}
+
+fn body<T: DeserializeOwned>(kind: &'static str, item: &Item) -> StoreResult<T> {
+    decode(kind, item).map_err(StoreError::Unreadable)
 }
 
 fn to_json<T: Serialize>(value: &T) -> StoreResult<String> {
@@ -227,12 +248,13 @@ impl DynamoStore {
     /// The domain value kept in a team's item `sk`.
     async fn get_body<T: DeserializeOwned>(
         &self,
+        kind: &'static str,
         team: &str,
         sk: String,
     ) -> StoreResult<Option<T>> {
         self.get(team_pk(team), sk)
             .await?
-            .map(|i| body(&i))
+            .map(|i| body(kind, &i))
             .transpose()
     }
 
@@ -452,7 +474,7 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn get_team(&self, name: &str) -> StoreResult<Option<Team>> {
-        self.get_body(name, "TEAM".into()).await
+        self.get_body("team", name, "TEAM".into()).await
     }
 
     async fn list_teams(&self) -> StoreResult<Vec<Team>> {
@@ -471,7 +493,10 @@ impl AutomationStore for DynamoStore {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| backend("Scan", e))?;
-        let mut teams = items.iter().map(body).collect::<StoreResult<Vec<Team>>>()?;
+        let mut teams = items
+            .iter()
+            .map(|item| body("team", item))
+            .collect::<StoreResult<Vec<Team>>>()?;
         teams.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(teams)
     }
@@ -498,15 +523,17 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn get_automation(&self, team: &str, id: &str) -> StoreResult<Option<Automation>> {
-        self.get_body(team, format!("AUTOMATION#{id}")).await
+        self.get_body("automation", team, format!("AUTOMATION#{id}"))
+            .await
     }
 
-    async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>> {
-        self.query_prefix(team, "AUTOMATION#")
+    async fn list_automations(&self, team: &str) -> StoreResult<Listing<Automation>> {
+        Ok(self
+            .query_prefix(team, "AUTOMATION#")
             .await?
             .iter()
-            .map(body)
-            .collect()
+            .map(|item| decode("automation", item))
+            .collect())
     }
 
     async fn delete_automation(&self, team: &str, id: &str) -> StoreResult<bool> {
@@ -567,12 +594,17 @@ impl AutomationStore for DynamoStore {
                 done.map_err(|e| StoreError::Backend(format!("DynamoDB Query task: {e}")))?;
             let items = items.map_err(|e| backend("Query", e))?;
             let mut automations = Vec::with_capacity(items.len());
+            let team = partition.split('#').next().unwrap_or_default();
             for item in &items {
                 let collection = match item.get(COLLECTION) {
                     Some(AttributeValue::S(c)) => c.clone(),
                     _ => String::new(),
                 };
-                automations.push((collection, body(item)?));
+                match decode("automation", item) {
+                    Ok(automation) => automations.push((collection, automation)),
+                    // The others of the partition still match.
+                    Err(bad) => bad.log_skipped(team),
+                }
             }
             filed.insert(partition, automations);
         }
@@ -608,15 +640,17 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn get_integration(&self, team: &str, id: &str) -> StoreResult<Option<Integration>> {
-        self.get_body(team, format!("INTEGRATION#{id}")).await
+        self.get_body("integration", team, format!("INTEGRATION#{id}"))
+            .await
     }
 
-    async fn list_integrations(&self, team: &str) -> StoreResult<Vec<Integration>> {
-        self.query_prefix(team, "INTEGRATION#")
+    async fn list_integrations(&self, team: &str) -> StoreResult<Listing<Integration>> {
+        Ok(self
+            .query_prefix(team, "INTEGRATION#")
             .await?
             .iter()
-            .map(body)
-            .collect()
+            .map(|item| decode("integration", item))
+            .collect())
     }
 
     async fn delete_integration(&self, team: &str, id: &str) -> StoreResult<bool> {
@@ -715,11 +749,19 @@ impl AutomationStore for DynamoStore {
         Ok(())
     }
 
-    async fn create_executions(&self, executions: &[Execution]) -> StoreResult<Vec<bool>> {
-        // Conditional puts cannot be batched; they go out concurrently instead.
+    async fn create_executions(&self, executions: &[Execution]) -> Vec<StoreResult<bool>> {
+        // Conditional puts cannot be batched; they go out concurrently instead, and each
+        // answers for its own execution.
+        let mut created: Vec<Option<StoreResult<bool>>> = executions.iter().map(|_| None).collect();
         let mut puts = tokio::task::JoinSet::new();
         for (index, execution) in executions.iter().enumerate() {
-            let item = Self::execution_item(execution)?;
+            let item = match Self::execution_item(execution) {
+                Ok(item) => item,
+                Err(e) => {
+                    created[index] = Some(Err(e));
+                    continue;
+                }
+            };
             let (client, table) = (self.client.clone(), self.table.clone());
             puts.spawn(async move {
                 let put = client
@@ -738,17 +780,26 @@ impl AutomationStore for DynamoStore {
                 (index, created)
             });
         }
-        let mut created = vec![false; executions.len()];
+        let mut lost = String::new();
         while let Some(joined) = puts.join_next().await {
-            let (index, result) =
-                joined.map_err(|e| StoreError::Backend(format!("put task failed: {e}")))?;
-            created[index] = result?;
+            match joined {
+                Ok((index, result)) => created[index] = Some(result),
+                Err(e) => lost = e.to_string(),
+            }
         }
-        Ok(created)
+        // A put task that failed cannot say which it was: the unanswered ones failed.
+        created
+            .into_iter()
+            .map(|answer| {
+                answer
+                    .unwrap_or_else(|| Err(StoreError::Backend(format!("put task failed: {lost}"))))
+            })
+            .collect()
     }
 
     async fn get_execution(&self, team: &str, id: &str) -> StoreResult<Option<Execution>> {
-        self.get_body(team, format!("EXECUTION#{id}")).await
+        self.get_body("execution", team, format!("EXECUTION#{id}"))
+            .await
     }
 
     async fn update_execution(&self, execution: &mut Execution) -> StoreResult<()> {
@@ -781,7 +832,7 @@ impl AutomationStore for DynamoStore {
         automation_id: &str,
         limit: usize,
         before: Option<&str>,
-    ) -> StoreResult<Vec<Execution>> {
+    ) -> StoreResult<Listing<Execution>> {
         let mut query = self
             .client
             .query()
@@ -794,20 +845,25 @@ impl AutomationStore for DynamoStore {
         query = match before {
             None => query.key_condition_expression("#k = :k"),
             Some(id) => {
-                let Some(cursor) = self.get_execution(team, id).await? else {
-                    return Ok(Vec::new());
+                // The cursor's index key, read as stored: an unreadable body is a cursor too.
+                let cursor = self
+                    .get(team_pk(team), format!("EXECUTION#{id}"))
+                    .await?
+                    .and_then(|item| match item.get(AUTOMATION_SORT) {
+                        Some(AttributeValue::S(sort)) => Some(sort.clone()),
+                        _ => None,
+                    });
+                let Some(cursor) = cursor else {
+                    return Ok(Listing::default());
                 };
                 query
                     .key_condition_expression("#k = :k AND #s < :before")
                     .expression_attribute_names("#s", AUTOMATION_SORT)
-                    .expression_attribute_values(
-                        ":before",
-                        s(execution_sort(cursor.triggered_at_ms, &cursor.id)),
-                    )
+                    .expression_attribute_values(":before", s(cursor))
             }
         };
         // A page stops at 1 MB: keep asking until `limit` items or the end.
-        let mut out = Vec::new();
+        let mut out = Listing::default();
         let mut start = None;
         loop {
             let page = query
@@ -817,12 +873,12 @@ impl AutomationStore for DynamoStore {
                 .await
                 .map_err(|e| backend("Query", e))?;
             for item in page.items() {
-                if out.len() < limit {
-                    out.push(body(item)?);
+                if out.entries.len() < limit {
+                    out.entries.push(decode("execution", item));
                 }
             }
             start = page.last_evaluated_key().cloned();
-            if out.len() >= limit || start.is_none() {
+            if out.entries.len() >= limit || start.is_none() {
                 return Ok(out);
             }
         }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-pub use queue::SqliteQueue;
+pub use queue::{LocalDeadLetters, SqliteQueue};
 pub use secrets::{SecretsKey, SqliteSecrets};
 pub use store::SqliteStore;
 
@@ -77,7 +77,11 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     receipt TEXT,
     -- 1 while a receiver holds the message; 0 once it only waits for a delay.
     leased INTEGER NOT NULL DEFAULT 0,
-    sent_at INTEGER NOT NULL
+    sent_at INTEGER NOT NULL,
+    -- What the last receiver that gave up on the message reported.
+    last_error TEXT,
+    -- When it moved to its dead-letter queue.
+    dead_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue_messages (queue, visible_at, id);
 "#;
@@ -118,8 +122,10 @@ impl From<DbError> for QueueError {
 }
 
 impl Database {
-    /// Opens (creating if needed) the database file and its schema.
+    /// Opens (creating if needed, readable by its owner only) the database file and its
+    /// schema. SQLite gives the write-ahead log and shared-memory files the database's mode.
     pub fn open(path: &Path) -> Result<Self, DbError> {
+        private_file(path).map_err(|e| DbError(format!("{}: {e}", path.display())))?;
         let conn = Connection::open(path)?;
         // WAL with synchronous=NORMAL survives a killed process (not a power cut) without
         // an fsync per commit.
@@ -129,6 +135,7 @@ impl Database {
         // Commits never checkpoint (that is where the fsyncs are): `checkpoint` does.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
@@ -166,6 +173,65 @@ impl Database {
         })
         .await
         .map_err(|e| DbError(format!("database task failed: {e}")))?
+    }
+}
+
+/// Brings a database made by an earlier version up to the schema: columns added since.
+fn migrate(conn: &Connection) -> Result<(), DbError> {
+    let columns = conn
+        .prepare("SELECT name FROM pragma_table_info('queue_messages')")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (column, kind) in [("last_error", "TEXT"), ("dead_at", "INTEGER")] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE queue_messages ADD COLUMN {column} {kind}"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens `path` for appending, creating it with mode 0600 if missing; a file that exists
+/// but is open to the group or others is narrowed to 0600, with a warning.
+pub fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "file was open to other users; narrowed to 0600");
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
+/// Writes around the store, for the conformance suite and tests (see
+/// [`crate::conformance::Tamper`]).
+#[cfg(any(test, feature = "conformance"))]
+pub struct SqliteTamper(pub Database);
+
+#[cfg(any(test, feature = "conformance"))]
+#[async_trait::async_trait]
+impl crate::conformance::Tamper for SqliteTamper {
+    async fn overwrite_body(&self, kind: &str, team: &str, id: &str, body: &str) {
+        let table = match kind {
+            "automation" => "automations",
+            "integration" => "integrations",
+            "execution" => "executions",
+            other => panic!("no table keeps {other} items"),
+        };
+        let sql = format!("UPDATE {table} SET body = ?1 WHERE team = ?2 AND id = ?3");
+        let values = [body.to_string(), team.to_string(), id.to_string()];
+        let changed = self
+            .0
+            .call(move |c| Ok(c.execute(&sql, values)?))
+            .await
+            .expect("overwrite failed");
+        assert_eq!(changed, 1, "no {kind} {team}/{id} to overwrite");
     }
 }
 

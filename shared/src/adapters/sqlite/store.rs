@@ -14,7 +14,9 @@ use crate::domain::automation::Automation;
 use crate::domain::event::EventType;
 use crate::domain::execution::Execution;
 use crate::domain::integration::Integration;
-use crate::ports::{AutomationStore, Clock, Lookup, StoreError, StoreResult, Team};
+use crate::ports::{
+    AutomationStore, Clock, Listing, Lookup, StoreError, StoreResult, Team, Unreadable,
+};
 
 pub struct SqliteStore {
     db: Database,
@@ -31,8 +33,25 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-fn decode<T: DeserializeOwned>(body: &str) -> Result<T, DbError> {
-    Ok(serde_json::from_str(body)?)
+/// Decodes one stored row; an unreadable one fails only the call that needs it.
+fn decode<T: DeserializeOwned>(kind: &'static str, id: &str, body: &str) -> StoreResult<T> {
+    Unreadable::decode(kind, id, body).map_err(StoreError::Unreadable)
+}
+
+/// Reads `(id, body)` rows into a listing that keeps unreadable rows as such.
+fn listing<T: DeserializeOwned>(
+    kind: &'static str,
+    rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
+) -> Result<Listing<T>, DbError> {
+    rows.map(|row| {
+        let (id, body) = row?;
+        Ok(Unreadable::decode(kind, &id, &body))
+    })
+    .collect()
+}
+
+fn id_and_body(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String)> {
+    Ok((row.get(0)?, row.get(1)?))
 }
 
 /// Tables whose rows are JSON bodies keyed by (team, id) with a name unique in the team.
@@ -70,34 +89,33 @@ impl SqliteStore {
             "SELECT body FROM {} WHERE team = ?1 AND id = ?2",
             table.name()
         );
-        Ok(self
+        let key = id.clone();
+        let body: Option<String> = self
             .db
             .call(move |c| {
-                let body: Option<String> = c
-                    .prepare_cached(&sql)?
+                Ok(c.prepare_cached(&sql)?
                     .query_row([&team, &id], |r| r.get(0))
-                    .optional()?;
-                body.map(|b| decode(&b)).transpose()
+                    .optional()?)
             })
-            .await?)
+            .await?;
+        body.map(|b| decode(table.noun(), &key, &b)).transpose()
     }
 
     async fn list_items<T: DeserializeOwned + Send + 'static>(
         &self,
         table: Table,
         team: &str,
-    ) -> StoreResult<Vec<T>> {
+    ) -> StoreResult<Listing<T>> {
         let team = team.to_string();
         let sql = format!(
-            "SELECT body FROM {} WHERE team = ?1 ORDER BY id",
+            "SELECT id, body FROM {} WHERE team = ?1 ORDER BY id",
             table.name()
         );
         Ok(self
             .db
             .call(move |c| {
                 let mut stmt = c.prepare_cached(&sql)?;
-                let bodies = stmt.query_map([team], |r| r.get::<_, String>(0))?;
-                bodies.map(|b| decode(&b?)).collect()
+                listing(table.noun(), stmt.query_map([team], id_and_body)?)
             })
             .await?)
     }
@@ -242,7 +260,7 @@ impl AutomationStore for SqliteStore {
         self.get_item(Table::Automations, team, id).await
     }
 
-    async fn list_automations(&self, team: &str) -> StoreResult<Vec<Automation>> {
+    async fn list_automations(&self, team: &str) -> StoreResult<Listing<Automation>> {
         self.list_items(Table::Automations, team).await
     }
 
@@ -256,7 +274,7 @@ impl AutomationStore for SqliteStore {
             .db
             .call(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT body FROM automations WHERE team = ?1 AND event_type = ?2 AND scope_key = ?3",
+                    "SELECT id, body FROM automations WHERE team = ?1 AND event_type = ?2 AND scope_key = ?3",
                 )?;
                 // Lookups of one call read each (team, type, scope key) once.
                 let mut filed: HashMap<(&str, EventType, &str), Vec<Automation>> = HashMap::new();
@@ -266,14 +284,12 @@ impl AutomationStore for SqliteStore {
                     for key in &lookup.scope_keys {
                         let index = (lookup.team.as_str(), lookup.event_type, key.as_str());
                         if let std::collections::hash_map::Entry::Vacant(slot) = filed.entry(index) {
-                            let bodies = stmt.query_map(
+                            let rows = stmt.query_map(
                                 params![lookup.team, lookup.event_type.as_str(), key],
-                                |r| r.get::<_, String>(0),
+                                id_and_body,
                             )?;
-                            let automations = bodies
-                                .map(|body| decode(&body?))
-                                .collect::<Result<Vec<_>, DbError>>()?;
-                            slot.insert(automations);
+                            let found: Listing<Automation> = listing("automation", rows)?;
+                            slot.insert(found.into_items(&lookup.team));
                         }
                         found.extend(filed[&index].iter().cloned());
                     }
@@ -300,7 +316,7 @@ impl AutomationStore for SqliteStore {
         self.get_item(Table::Integrations, team, id).await
     }
 
-    async fn list_integrations(&self, team: &str) -> StoreResult<Vec<Integration>> {
+    async fn list_integrations(&self, team: &str) -> StoreResult<Listing<Integration>> {
         self.list_items(Table::Integrations, team).await
     }
 
@@ -364,22 +380,22 @@ impl AutomationStore for SqliteStore {
             .await?)
     }
 
-    async fn create_executions(&self, executions: &[Execution]) -> StoreResult<Vec<bool>> {
-        let rows = executions
+    async fn create_executions(&self, executions: &[Execution]) -> Vec<StoreResult<bool>> {
+        let rows: Vec<_> = executions
             .iter()
             .map(|e| {
-                Ok((
+                (
                     e.team.clone(),
                     e.id.clone(),
                     e.automation_id.clone(),
                     e.triggered_at_ms,
                     e.version,
-                    serde_json::to_string(e)?,
-                ))
+                    serde_json::to_string(e).map_err(|e| e.to_string()),
+                )
             })
-            .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(self
+            .collect();
+        let count = rows.len();
+        let written = self
             .db
             .call(move |c| {
                 let tx = c.transaction()?;
@@ -390,28 +406,43 @@ impl AutomationStore for SqliteStore {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
                     )?;
                     for (team, id, automation, triggered, version, body) in &rows {
-                        let values = params![team, id, automation, triggered, *version as i64, body];
-                        created.push(stmt.execute(values)? > 0);
+                        // A row that cannot be written fails alone; the others commit.
+                        created.push(body.clone().and_then(|body| {
+                            let values =
+                                params![team, id, automation, triggered, *version as i64, body];
+                            stmt.execute(values).map(|n| n > 0).map_err(|e| e.to_string())
+                        }));
                     }
                 }
                 tx.commit()?;
                 Ok(created)
             })
-            .await?)
+            .await;
+        match written {
+            Ok(created) => created
+                .into_iter()
+                .map(|r| r.map_err(StoreError::Backend))
+                .collect(),
+            Err(e) => (0..count)
+                .map(|_| Err(StoreError::Backend(e.to_string())))
+                .collect(),
+        }
     }
 
     async fn get_execution(&self, team: &str, id: &str) -> StoreResult<Option<Execution>> {
         let (team, id) = (team.to_string(), id.to_string());
-        Ok(self
+        let key = id.clone();
+        let body: Option<String> = self
             .db
             .call(move |c| {
-                let body: Option<String> = c
-                    .prepare_cached("SELECT body FROM executions WHERE team = ?1 AND id = ?2")?
-                    .query_row([&team, &id], |r| r.get(0))
-                    .optional()?;
-                body.map(|b| decode(&b)).transpose()
+                Ok(
+                    c.prepare_cached("SELECT body FROM executions WHERE team = ?1 AND id = ?2")?
+                        .query_row([&team, &id], |r| r.get(0))
+                        .optional()?,
+                )
             })
-            .await?)
+            .await?;
+        body.map(|b| decode("execution", &key, &b)).transpose()
     }
 
     async fn update_execution(&self, execution: &mut Execution) -> StoreResult<()> {
@@ -442,7 +473,7 @@ impl AutomationStore for SqliteStore {
         automation_id: &str,
         limit: usize,
         before: Option<&str>,
-    ) -> StoreResult<Vec<Execution>> {
+    ) -> StoreResult<Listing<Execution>> {
         let (team, automation) = (team.to_string(), automation_id.to_string());
         let before = before.map(str::to_string);
         Ok(self
@@ -450,16 +481,14 @@ impl AutomationStore for SqliteStore {
             .call(move |c| {
                 // Newest first; a page starts after the execution named by `before`.
                 let mut stmt = c.prepare_cached(
-                    "SELECT body FROM executions WHERE team = ?1 AND automation_id = ?2
+                    "SELECT id, body FROM executions WHERE team = ?1 AND automation_id = ?2
                      AND (?3 IS NULL OR (triggered_ms, id) <
                           (SELECT triggered_ms, id FROM executions WHERE team = ?1 AND id = ?3))
                      ORDER BY triggered_ms DESC, id DESC LIMIT ?4",
                 )?;
-                let bodies = stmt
-                    .query_map(params![team, automation, before, limit as i64], |r| {
-                        r.get::<_, String>(0)
-                    })?;
-                bodies.map(|b| decode(&b?)).collect()
+                let rows =
+                    stmt.query_map(params![team, automation, before, limit as i64], id_and_body)?;
+                listing("execution", rows)
             })
             .await?)
     }

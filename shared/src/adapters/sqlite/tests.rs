@@ -10,9 +10,11 @@ use std::time::Duration;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
-use super::{Database, SecretsKey, SqliteQueue, SqliteSecrets, SqliteStore};
+use super::{
+    Database, LocalDeadLetters, SecretsKey, SqliteQueue, SqliteSecrets, SqliteStore, SqliteTamper,
+};
 use crate::conformance::{self, ManualClock, QueueUnderTest};
-use crate::ports::{Clock, Queue, SecretStore, SecretValue, SystemClock};
+use crate::ports::{Clock, DeadLetters, Queue, SecretStore, SecretValue, SystemClock};
 
 /// A database file in a directory that lives as long as the fixture.
 struct DbFile {
@@ -62,7 +64,7 @@ async fn store_conforms() {
     let file = DbFile::new();
     let clock = manual_clock();
     let store = SqliteStore::new(file.db.clone(), clock.clone());
-    conformance::store_suite(Arc::new(store), clock).await;
+    conformance::store_suite(Arc::new(store), clock, &SqliteTamper(file.db.clone())).await;
 }
 
 #[tokio::test]
@@ -236,4 +238,210 @@ async fn a_restart_releases_held_messages_but_keeps_retry_delays() {
         later.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
         vec!["delayed"]
     );
+}
+
+fn events_queue(file: &DbFile, clock: &Arc<ManualClock>, name: &str) -> Arc<SqliteQueue> {
+    Arc::new(SqliteQueue::new(
+        file.db.clone(),
+        clock.clone(),
+        name,
+        Duration::from_secs(30),
+        2,
+    ))
+}
+
+async fn dead_ids(
+    dead: &LocalDeadLetters,
+    queue: Option<&str>,
+    before: Option<&str>,
+) -> Vec<String> {
+    let letters = dead.list_dead_letters(queue, 10, before).await.unwrap();
+    letters.into_iter().map(|l| l.id).collect()
+}
+
+#[tokio::test]
+async fn failed_messages_come_back_then_dead_letter_with_their_last_error() {
+    // GIVEN a queue that dead-letters after 2 receives, and a message its receiver fails on
+    let (file, clock) = (DbFile::new(), manual_clock());
+    let queue = events_queue(&file, &clock, "events");
+    queue.send_batch(&["poison".into()]).await.unwrap();
+    for attempt in 1..=2 {
+        let got = queue.receive(1, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 1, "receive {attempt}");
+        // WHEN the receiver reports each failure
+        let error = format!("store unavailable ({attempt})");
+        queue
+            .fail(&got[0].receipt, &error, Duration::from_secs(1))
+            .await
+            .unwrap();
+        // THEN the message comes back after the backoff, not before
+        assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+        clock.advance(Duration::from_secs(1));
+    }
+    // AND once its receives are spent it is a dead letter that says why
+    assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+    let dead = LocalDeadLetters::new(vec![queue.clone()]);
+    let letters = dead.list_dead_letters(None, 10, None).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(
+        (letter.queue.as_str(), letter.body.as_str()),
+        ("events", "poison")
+    );
+    assert_eq!(letter.receive_count, 2);
+    assert_eq!(letter.last_error.as_deref(), Some("store unavailable (2)"));
+    assert!(
+        letter.reason().contains("received 2 times"),
+        "{}",
+        letter.reason()
+    );
+
+    // WHEN it is redriven
+    let redriven = dead.redrive(None, None).await.unwrap();
+    // THEN it is back on its queue as new, and no longer a dead letter
+    assert_eq!(redriven, std::slice::from_ref(&letter.id));
+    assert!(dead_ids(&dead, None, None).await.is_empty());
+    let back = queue.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (back[0].body.as_str(), back[0].receive_count),
+        ("poison", 1)
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_read_is_set_aside_at_once() {
+    let (file, clock) = (DbFile::new(), manual_clock());
+    let queue = events_queue(&file, &clock, "events");
+    queue.send_batch(&["not json".into()]).await.unwrap();
+    let got = queue.receive(1, Duration::ZERO).await.unwrap();
+    queue
+        .dead_letter_now(&got[0].receipt, "not an event this version can read")
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(60));
+    assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+    let dead = LocalDeadLetters::new(vec![queue]);
+    let letters = dead
+        .list_dead_letters(Some("events"), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].receive_count, 1);
+    assert!(
+        letters[0]
+            .reason()
+            .contains("received once; the last receiver failed on it: not an event"),
+        "{}",
+        letters[0].reason()
+    );
+}
+
+#[tokio::test]
+async fn dead_letters_of_two_queues_list_newest_first_page_and_redrive_by_id() {
+    // GIVEN three dead letters on the events queue and one on the actions queue
+    let (file, clock) = (DbFile::new(), manual_clock());
+    let (events, actions) = (
+        events_queue(&file, &clock, "events"),
+        events_queue(&file, &clock, "actions"),
+    );
+    for (queue, body) in [
+        (&events, "e1"),
+        (&actions, "a1"),
+        (&events, "e2"),
+        (&events, "e3"),
+    ] {
+        queue.send_batch(&[body.to_string()]).await.unwrap();
+        let got = queue.receive(1, Duration::ZERO).await.unwrap();
+        queue
+            .dead_letter_now(&got[0].receipt, "unreadable")
+            .await
+            .unwrap();
+    }
+    let dead = LocalDeadLetters::new(vec![events.clone(), actions.clone()]);
+    assert_eq!(dead.queues(), ["events", "actions"]);
+    let all = dead.list_dead_letters(None, 10, None).await.unwrap();
+    let bodies: Vec<&str> = all.iter().map(|l| l.body.as_str()).collect();
+    // THEN they list newest first, per queue or all, and page by id
+    assert_eq!(bodies, ["e3", "e2", "a1", "e1"]);
+    let ids: Vec<String> = all.iter().map(|l| l.id.clone()).collect();
+    assert_eq!(
+        dead_ids(&dead, Some("actions"), None).await,
+        [ids[2].clone()]
+    );
+    let page = dead.list_dead_letters(None, 2, None).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(dead_ids(&dead, None, Some(&page[1].id)).await, ids[2..]);
+    assert!(dead_ids(&dead, None, Some("not-an-id")).await.is_empty());
+    // AND a redrive by id moves just those, ignoring ids that are not dead letters
+    let wanted = [ids[1].clone(), "999999".into(), "x".into()];
+    let moved = dead.redrive(Some("events"), Some(&wanted)).await.unwrap();
+    assert_eq!(moved, [ids[1].clone()]);
+    assert_eq!(
+        dead.redrive(Some("actions"), Some(&[ids[0].clone()]))
+            .await
+            .unwrap(),
+        Vec::<String>::new()
+    );
+    let back = events.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        back.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        ["e2"]
+    );
+    assert_eq!(
+        dead_ids(&dead, None, None).await,
+        [ids[0].clone(), ids[2].clone(), ids[3].clone()]
+    );
+}
+
+#[tokio::test]
+async fn database_files_are_private_and_an_older_schema_is_brought_up_to_date() {
+    // GIVEN a database an earlier version made: world-readable, queue without error columns
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("automations.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE queue_messages (id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL,
+             body TEXT NOT NULL, visible_at INTEGER NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0,
+             receipt TEXT, leased INTEGER NOT NULL DEFAULT 0, sent_at INTEGER NOT NULL);
+             INSERT INTO queue_messages (queue, body, visible_at, sent_at) VALUES ('events', 'old', 0, 0);",
+        )
+        .unwrap();
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // WHEN this version opens it
+    let db = Database::open(&path).unwrap();
+    let clock = manual_clock();
+    let queue = Arc::new(SqliteQueue::new(
+        db.clone(),
+        clock.clone(),
+        "events",
+        Duration::from_secs(30),
+        1,
+    ));
+    // THEN its message is still there and can fail, dead-letter and be listed
+    let got = queue.receive(1, Duration::ZERO).await.unwrap();
+    assert_eq!(got[0].body, "old");
+    queue
+        .fail(&got[0].receipt, "boom", Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(queue.receive(1, Duration::ZERO).await.unwrap().is_empty());
+    let dead = LocalDeadLetters::new(vec![queue]);
+    let letters = dead.list_dead_letters(None, 10, None).await.unwrap();
+    assert_eq!(letters[0].last_error.as_deref(), Some("boom"));
+    // AND every database file is readable by its owner only
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let file = entry.unwrap().path();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    // AND a new database is created private too
+    let fresh = DbFile::new();
+    let mode = std::fs::metadata(fresh.path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
 }

@@ -1,0 +1,58 @@
+//! Executions: an automation's, one by id, and sending one again.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+use super::{AppState, listed, team};
+use crate::domain::execution::Execution;
+use crate::http::extract::{ApiPath, ApiResult, Page};
+use crate::usecases::manage;
+
+pub async fn list(
+    State(s): State<AppState>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> ApiResult {
+    team(&s, &t).await?;
+    manage::get_automation(&s.engine, &t, &id).await?;
+    let (limit, before) = Page::read(page)?;
+    let listing = s
+        .engine
+        .store
+        .list_executions(&t, &id, limit, before.as_deref())
+        .await
+        .map_err(crate::usecases::Error::from)?;
+    // The cursor is the page's oldest entry, readable or not.
+    let next = (listing.entries.len() == limit)
+        .then(|| listing.entries.last())
+        .flatten()
+        .map(|last| match last {
+            Ok(e) => e.id.clone(),
+            Err(bad) => bad.id.clone(),
+        });
+    let mut answer = listed(&t, "executions", &listing, Execution::public_view);
+    answer["next_before"] = next.map_or(Value::Null, Value::String);
+    Ok(Json(answer).into_response())
+}
+
+pub async fn get(
+    State(s): State<AppState>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+) -> ApiResult {
+    team(&s, &t).await?;
+    let execution = manage::get_execution(&s.engine, &t, &id).await?;
+    Ok(Json(execution.public_view()).into_response())
+}
+
+pub async fn retry(
+    State(s): State<AppState>,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+) -> ApiResult {
+    team(&s, &t).await?;
+    let execution = manage::retry_execution(&s.engine, &t, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(execution.public_view())).into_response())
+}

@@ -1,0 +1,37 @@
+//! `/v1/teams`: the operator's teams.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, created};
+use crate::http::extract::{ApiPath, ApiResult, JsonBody, parse};
+use crate::usecases::manage;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTeam {
+    name: String,
+}
+
+pub async fn create(State(s): State<AppState>, JsonBody(body): JsonBody) -> ApiResult {
+    let input: NewTeam = parse(body)?;
+    let team = manage::create_team(&s.engine, &input.name).await?;
+    Ok(created(json!(team)))
+}
+
+pub async fn list(State(s): State<AppState>) -> ApiResult {
+    let teams = s
+        .engine
+        .store
+        .list_teams()
+        .await
+        .map_err(crate::usecases::Error::from)?;
+    Ok(Json(json!({ "teams": teams })).into_response())
+}
+
+pub async fn get(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult {
+    Ok(Json(json!(manage::team(&s.engine, &name).await?)).into_response())
+}
