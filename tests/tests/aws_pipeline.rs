@@ -275,7 +275,7 @@ async fn a_batch_of_events_shares_its_index_lookups_and_each_event_gets_its_own_
         |team: &str, id: &str, event_type: &str, registry: &str, collection: &str, alias: &str| {
             let input = json!({"id": id, "event_type": event_type, "registry": registry,
             "artifact": {"collection": collection, "version": "v1", "alias": alias}});
-            shared::usecases::ingest::parse_events(&engine, team, input)
+            shared::usecases::ingest::parse_events(team, input, engine.clock.now())
                 .unwrap()
                 .remove(0)
         };
@@ -421,7 +421,7 @@ async fn an_unreadable_record_fails_alone_in_the_lambda_functions() {
     let event = |team: &str, id: &str| {
         let input = json!({"id": id, "event_type": "LINK_ARTIFACT", "registry": "model",
             "artifact": {"collection": "resnet", "version": "v1"}});
-        let event = shared::usecases::ingest::parse_events(&engine, team, input)
+        let event = shared::usecases::ingest::parse_events(team, input, engine.clock.now())
             .unwrap()
             .remove(0);
         record(id, "receipt", &serde_json::to_string(&event).unwrap())

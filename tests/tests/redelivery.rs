@@ -50,7 +50,7 @@ impl Fixture {
             .id;
         let event = json!({"id": "e1", "event_type": "LINK_ARTIFACT", "project": "p",
                            "artifact": {"collection": "c", "version": "v1"}});
-        let event = parse_events(&engine, "acme", event).unwrap();
+        let event = parse_events("acme", event, engine.clock.now()).unwrap();
         Self {
             _dir: dir,
             runtime,

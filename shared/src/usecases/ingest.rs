@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 use serde_json::Value;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use super::{Engine, Error, Result};
 use crate::domain::event::{Event, EventInput, MAX_BATCH};
@@ -23,9 +23,9 @@ pub struct IngestReport {
     pub duplicates: Vec<String>,
 }
 
-/// Parses one event or `{"events": [...]}`; nothing of a batch with an invalid event is kept.
-pub fn parse_events(engine: &Engine, team: &str, body: Value) -> Result<Vec<Event>, Invalid> {
-    let now = engine.clock.now();
+/// Parses one event or `{"events": [...]}` received at `now`; nothing of a batch with an
+/// invalid event is kept.
+pub fn parse_events(team: &str, body: Value, now: OffsetDateTime) -> Result<Vec<Event>, Invalid> {
     let parse_one = |value: Value, prefix: &str| -> Result<Event, Invalid> {
         let input: EventInput = from_json(value).map_err(|e| e.within(prefix))?;
         input

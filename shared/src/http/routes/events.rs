@@ -16,7 +16,7 @@ pub async fn post(
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
-    let events = parse_events(&s.engine, &t, body)?;
+    let events = parse_events(&t, body, s.engine.clock.now())?;
     let report = ingest(&s.engine, &t, events).await?;
     Ok((StatusCode::ACCEPTED, Json(json!(report))).into_response())
 }
