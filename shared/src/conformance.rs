@@ -386,6 +386,86 @@ pub async fn store_suite(
     executions_are_created_once_and_updated_conditionally(store).await;
     executions_are_listed_newest_first(store).await;
     unreadable_items_fail_alone(store, tamper).await;
+    the_largest_execution_accepted_is_stored_and_read_back(store).await;
+}
+
+/// The largest execution the limits let through: an event whose metadata fills it, a
+/// template at its size limit whose rendering is shown (and one whose rendering is too
+/// large to show), and as many attempts as an execution keeps, each with the longest error.
+/// It must fit every store (a DynamoDB item holds 400 KB).
+async fn the_largest_execution_accepted_is_stored_and_read_back(store: &dyn AutomationStore) {
+    use crate::domain::limits::{MAX_EVENT_BYTES, MAX_TEMPLATE_BYTES, json_len};
+    use crate::usecases::dispatch::{MAX_ATTEMPTS, RECORDED_BODY_BYTES, RECORDED_ERROR_BYTES};
+    use crate::usecases::{evaluate::new_execution, ingest::parse_events};
+
+    let event_with = |blob: String| {
+        json!({"id": "largest", "event_type": "LINK_ARTIFACT", "registry": "model",
+               "artifact": {"collection": "c", "version": "v1", "metadata": {"k": blob}}})
+    };
+    let now = OffsetDateTime::from_unix_timestamp(BASE_MS / 1000).expect("a time");
+    let base =
+        json_len(&parse_events("large", event_with(String::new()), now).expect("an event")[0]);
+    let mut events = parse_events("large", event_with("x".repeat(MAX_EVENT_BYTES - base)), now)
+        .expect("an event of exactly the largest size is accepted");
+    let event = events.remove(0);
+    assert_eq!(json_len(&event), MAX_EVENT_BYTES);
+    let copies = (MAX_TEMPLATE_BYTES - 16) / json_len("${artifact_metadata.k},");
+    let templates = [
+        json!({"pad": "y".repeat(MAX_TEMPLATE_BYTES - 16)}),
+        json!({"copies": vec!["${artifact_metadata.k}"; copies]}),
+    ];
+    for (i, template) in templates.into_iter().enumerate() {
+        assert!(json_len(&template) <= MAX_TEMPLATE_BYTES);
+        let spec: AutomationInput = serde_json::from_value(json!({
+            "name": format!("large-{i}"), "scope": {"type": "team"}, "event": {"type": "LINK_ARTIFACT"},
+            "action": {"type": "webhook", "integration": "hook", "payload": template}}))
+        .expect("a spec");
+        spec.validate()
+            .expect("a template at its limit is accepted");
+        let automation = Automation {
+            id: format!("large-{i}"),
+            team: "large".into(),
+            spec,
+            created_at: at(BASE_MS),
+            updated_at: at(BASE_MS),
+        };
+        let mut execution = new_execution(&event, &automation);
+        assert_eq!(
+            execution.action.payload.is_some(),
+            i == 0,
+            "shown only when it fits"
+        );
+        let created = store
+            .create_executions(std::slice::from_ref(&execution))
+            .await;
+        assert_eq!(
+            all_written(created).expect("the largest execution could not be created"),
+            [true]
+        );
+        // AND it takes every attempt it may keep (a manual retry is refused past MAX_ATTEMPTS,
+        // and a round makes at most 21)
+        for n in 0..MAX_ATTEMPTS - 1 + 21 {
+            execution.attempts.push(Attempt {
+                at: at(BASE_MS + n as i64),
+                status_code: Some(503),
+                error: Some("e".repeat(RECORDED_ERROR_BYTES)),
+                duration_ms: 15_000,
+            });
+        }
+        execution.status = ExecutionStatus::Failed;
+        execution.result = Some(crate::domain::execution::ExecutionResult {
+            status_code: Some(503),
+            body: Some("b".repeat(RECORDED_BODY_BYTES)),
+            body_withheld: None,
+            error: Some("e".repeat(RECORDED_ERROR_BYTES)),
+        });
+        let updated = store.update_execution(&mut execution).await;
+        updated.expect("the largest execution could not be updated");
+        assert_eq!(
+            get_execution(store, "large", &execution.id).await,
+            Some(execution)
+        );
+    }
 }
 
 fn expect_unreadable<T: fmt::Debug>(what: &str, id: &str, result: StoreResult<Option<T>>) {

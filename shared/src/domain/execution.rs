@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::event::EventType;
-use super::limits::{MAX_RECORDED_PAYLOAD_BYTES, json_len};
+use super::limits::MAX_RECORDED_PAYLOAD_BYTES;
+use super::template::TooLarge;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -47,17 +48,17 @@ pub struct ActionRecord {
 }
 
 impl ActionRecord {
-    /// A record showing `payload`, unless it is larger than an execution record keeps
-    /// (references can repeat a large value): then it says so instead.
-    pub fn showing(payload: Value) -> Self {
-        let len = json_len(&payload);
-        let (payload, payload_omitted) = if len > MAX_RECORDED_PAYLOAD_BYTES {
-            let reason = format!(
-                "the payload rendered to {len} bytes; records keep payloads of up to {MAX_RECORDED_PAYLOAD_BYTES} bytes"
-            );
-            (None, Some(reason))
-        } else {
-            (Some(payload), None)
+    /// A record showing the payload as rendered for it (secrets masked), or why not: one
+    /// that rendered larger than a record keeps (references can repeat a large value).
+    pub fn showing(rendered: Result<Value, TooLarge>) -> Self {
+        let (payload, payload_omitted) = match rendered {
+            Ok(payload) => (Some(payload), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "not shown: {e}; a record keeps payloads of up to {MAX_RECORDED_PAYLOAD_BYTES} bytes"
+                )),
+            ),
         };
         Self {
             kind: String::new(),

@@ -11,6 +11,7 @@
 //! | a payload template | [`MAX_TEMPLATE_BYTES`] | a DynamoDB automation and execution item (400 KB) |
 //! | a filter | [`MAX_FILTER_BYTES`] | a DynamoDB automation item |
 //! | a payload as recorded in an execution | [`MAX_RECORDED_PAYLOAD_BYTES`] | a DynamoDB execution item |
+//! | a payload as rendered for delivery | [`MAX_RENDERED_PAYLOAD_BYTES`] | the sender's memory, the receiver |
 
 use serde_json::Value;
 
@@ -36,6 +37,9 @@ pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 /// Largest payload an execution record shows; a larger one is recorded as omitted.
 pub const MAX_RECORDED_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Largest payload a delivery sends, as rendered: references can repeat a large value, so
+/// rendering stops here (the execution fails, saying so) instead of building it whole.
+pub const MAX_RENDERED_PAYLOAD_BYTES: usize = 1024 * 1024;
 
 const _: () = assert!(MAX_DEPTH + RECORD_WRAPPING < READER_DEPTH);
 const _: () = assert!(MAX_FILTER_DEPTH <= MAX_DEPTH);
@@ -78,7 +82,7 @@ pub fn check_levels(field: &str, levels: usize, max: usize) -> Result<(), Invali
 }
 
 /// The length of `value` serialized as compact JSON.
-pub fn json_len(value: &impl serde::Serialize) -> usize {
+pub fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::Invalid;
+use super::limits::json_len;
 
 /// Variables a template may use besides `artifact_metadata.KEY` and team secrets.
 pub const VARIABLES: &[&str] = &[
@@ -164,22 +165,84 @@ fn check_value(value: &Value, path: &str, secrets: &mut BTreeSet<String>) -> Res
     }
 }
 
-/// Renders a checked template. `resolve` answers each reference; `None` renders as `null`
-/// for a whole-string reference and as nothing inside a longer string.
-pub fn render(payload: &Value, resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>) -> Value {
-    match payload {
-        Value::String(s) => render_string(s, resolve),
-        Value::Array(items) => Value::Array(items.iter().map(|v| render(v, resolve)).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), render(v, resolve)))
-                .collect(),
-        ),
-        other => other.clone(),
+/// A rendering stopped because the payload would have grown past its limit: references can
+/// repeat one large value many times, so the result is bounded as it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the payload renders to more than {max} bytes of JSON; reference large values fewer times")]
+pub struct TooLarge {
+    pub max: usize,
+}
+
+/// Renders a checked template, stopping once its JSON would pass `max_bytes`. `resolve`
+/// answers each reference; `None` renders as `null` for a whole-string reference and as
+/// nothing inside a longer string.
+pub fn render(
+    payload: &Value,
+    max_bytes: usize,
+    resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>,
+) -> Result<Value, TooLarge> {
+    let mut budget = Budget {
+        left: max_bytes,
+        max: max_bytes,
+    };
+    render_value(payload, &mut budget, resolve)
+}
+
+/// What is left of a rendering's size limit.
+struct Budget {
+    left: usize,
+    max: usize,
+}
+
+impl Budget {
+    fn spend(&mut self, bytes: usize) -> Result<(), TooLarge> {
+        self.left = self
+            .left
+            .checked_sub(bytes)
+            .ok_or(TooLarge { max: self.max })?;
+        Ok(())
     }
 }
 
-fn render_string(s: &str, resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>) -> Value {
+fn render_value(
+    payload: &Value,
+    budget: &mut Budget,
+    resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>,
+) -> Result<Value, TooLarge> {
+    Ok(match payload {
+        Value::String(s) => render_string(s, budget, resolve)?,
+        Value::Array(items) => {
+            // Brackets and commas.
+            budget.spend(2 + items.len().saturating_sub(1))?;
+            Value::Array(
+                items
+                    .iter()
+                    .map(|v| render_value(v, budget, resolve))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        Value::Object(map) => {
+            // Braces, then each key with its colon and, after the first, a comma.
+            budget.spend(2 + map.len().saturating_sub(1))?;
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                budget.spend(json_len(k) + 1)?;
+                out.insert(k.clone(), render_value(v, budget, resolve)?);
+            }
+            Value::Object(out)
+        }
+        other => {
+            budget.spend(json_len(other))?;
+            other.clone()
+        }
+    })
+}
+
+fn render_string(
+    s: &str,
+    budget: &mut Budget,
+    resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>,
+) -> Result<Value, TooLarge> {
     let parts = pieces(s);
     let lookup =
         |name: &str, resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>| match Var::classify(name) {
@@ -187,20 +250,29 @@ fn render_string(s: &str, resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>) -> 
             Err(_) => None,
         };
     if let [Piece::Var(name)] = parts.as_slice() {
-        return lookup(name, resolve).unwrap_or(Value::Null);
+        let value = lookup(name, resolve).unwrap_or(Value::Null);
+        budget.spend(json_len(&value))?;
+        return Ok(value);
     }
+    // Quotes, then each piece as it would be escaped.
+    budget.spend(2)?;
     let mut out = String::with_capacity(s.len());
+    let mut push = |text: &str, out: &mut String| -> Result<(), TooLarge> {
+        budget.spend(json_len(text) - 2)?;
+        out.push_str(text);
+        Ok(())
+    };
     for piece in parts {
         match piece {
-            Piece::Text(t) => out.push_str(t),
+            Piece::Text(t) => push(t, &mut out)?,
             Piece::Var(name) => match lookup(name, resolve) {
-                Some(Value::String(v)) => out.push_str(&v),
+                Some(Value::String(v)) => push(&v, &mut out)?,
                 Some(Value::Null) | None => {}
-                Some(other) => out.push_str(&other.to_string()),
+                Some(other) => push(&other.to_string(), &mut out)?,
             },
         }
     }
-    Value::String(out)
+    Ok(Value::String(out))
 }
 
 #[cfg(test)]
@@ -221,7 +293,7 @@ mod tests {
     }
 
     fn render_with(payload: Value) -> Value {
-        render(&payload, &mut vars)
+        render(&payload, usize::MAX, &mut vars).unwrap()
     }
 
     #[test]
@@ -298,6 +370,21 @@ mod tests {
         );
         let err = check(&json!({"list": [1, "${Token}"]})).unwrap_err();
         assert_eq!(err.field, "list[1]");
+    }
+
+    #[test]
+    fn a_rendering_stops_at_its_limit_however_often_a_value_is_repeated() {
+        let large = "x".repeat(10_000);
+        let mut resolve = |_: Var<'_>| Some(json!(large));
+        let template = json!({"copies": vec!["${alias}"; 1000], "inline": "${alias}${alias}"});
+        let err = render(&template, 1 << 20, &mut resolve).unwrap_err();
+        assert_eq!(err, TooLarge { max: 1 << 20 });
+        let out = render(&json!({"one": "a ${alias} b"}), 10_020, &mut resolve).unwrap();
+        assert_eq!(out["one"].as_str().unwrap().len(), 10_004);
+        // The limit is on the payload as JSON: exactly at it is fine, one byte less is not.
+        let len = crate::domain::limits::json_len(&out);
+        assert!(render(&json!({"one": "a ${alias} b"}), len, &mut resolve).is_ok());
+        assert!(render(&json!({"one": "a ${alias} b"}), len - 1, &mut resolve).is_err());
     }
 
     #[test]

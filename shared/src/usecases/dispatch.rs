@@ -15,7 +15,7 @@ use crate::delivery::signing::{
 use crate::domain::event::format_time;
 use crate::domain::execution::{Attempt, Execution, ExecutionResult, ExecutionStatus};
 use crate::domain::integration::Integration;
-use crate::domain::limits::truncate;
+use crate::domain::limits::{MAX_RENDERED_PAYLOAD_BYTES, truncate};
 use crate::domain::template::{self, Var};
 use crate::ports::{Outbound, Response, SecretValue, StoreError};
 
@@ -289,10 +289,11 @@ pub async fn prepare(
             Err(e) => return Err(format!("secret {name} could not be read: {e}")),
         }
     }
-    let payload = template::render(template, &mut |var| match var {
+    let payload = template::render(template, MAX_RENDERED_PAYLOAD_BYTES, &mut |var| match var {
         Var::Secret(name) => secrets.get(name).cloned().map(Value::String),
         other => lookup(vars, other),
-    });
+    })
+    .map_err(|e| e.to_string())?;
     let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     let mut sent_secrets = !in_payload.is_empty();

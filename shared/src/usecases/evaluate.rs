@@ -11,6 +11,7 @@ use crate::domain::automation::{Automation, Compiled};
 use crate::domain::event::{Event, format_millis};
 use crate::domain::execution::{ActionRecord, EventRef, Execution, ExecutionStatus};
 use crate::domain::ids::execution_id;
+use crate::domain::limits::MAX_RECORDED_PAYLOAD_BYTES;
 use crate::domain::template::{self, Var};
 use crate::ports::{Lookup, QueueError, StoreError};
 
@@ -195,10 +196,15 @@ pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
     let (status, template, record) = match action.kind.as_str() {
         "webhook" => {
             let template = action.payload.clone().unwrap_or_else(|| json!({}));
-            let masked = template::render(&template, &mut |var| match var {
-                Var::Secret(_) => Some(Value::String("***".into())),
-                other => lookup(&vars, other),
-            });
+            let masked =
+                template::render(
+                    &template,
+                    MAX_RECORDED_PAYLOAD_BYTES,
+                    &mut |var| match var {
+                        Var::Secret(_) => Some(Value::String("***".into())),
+                        other => lookup(&vars, other),
+                    },
+                );
             let record = ActionRecord {
                 kind: "webhook".into(),
                 integration: action.integration.clone(),
