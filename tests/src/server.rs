@@ -202,8 +202,8 @@ impl Api {
         }
     }
 
-    /// Sends a request; returns the status and the JSON body (`Null` when empty).
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    /// Sends a request; returns the status and the body as it came over the wire.
+    pub async fn call_raw(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self
             .http
@@ -214,14 +214,31 @@ impl Api {
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.expect("body");
-        let value = if bytes.is_empty() {
+        (status, response.text().await.expect("body"))
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = self.call_raw(method, path, body).await;
+        let value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, value)
+    }
+
+    /// The names of a team's automations, as listed.
+    pub async fn automation_names(&self, team: &str) -> Vec<String> {
+        let listed = self
+            .expect(200, "GET", &format!("/v1/teams/{team}/automations"), None)
+            .await;
+        listed["automations"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|a| a["name"].as_str().expect("a name").to_string())
+            .collect()
     }
 
     /// Like `call`, but panics unless the status is `expected`.

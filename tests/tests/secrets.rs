@@ -36,15 +36,7 @@ fn options() -> ServerOptions {
 
 /// A body as it came over the wire, not re-serialized.
 async fn raw(api: &Api, method: &str, path: &str, body: Option<Value>) -> String {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = api
-        .http
-        .request(method, format!("{}{path}", api.base))
-        .bearer_auth(&api.key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap().text().await.unwrap()
+    api.call_raw(method, path, body).await.1
 }
 
 /// Every file the server keeps, and its log.
