@@ -16,7 +16,7 @@ use crate::domain::event::Event;
 use crate::ports::{Clock, Queue, Received, SystemClock};
 use crate::usecases::dispatch::{Outcome, dispatch};
 use crate::usecases::evaluate::Evaluator;
-use crate::usecases::{ActionMessage, Engine, Settings};
+use crate::usecases::{ActionMessage, Engine, Error, Settings};
 
 /// Visibility timeout of the events queue: evaluation of a batch takes milliseconds.
 pub const EVENTS_VISIBILITY: Duration = Duration::from_secs(30);
@@ -313,6 +313,11 @@ async fn deliver(
             if let Err(e) = queue.change_visibility(&message.receipt, delay).await {
                 tracing::error!(error = %e, "could not schedule the retry; it comes back after the visibility timeout");
             }
+        }
+        // An execution this version cannot read will not become readable by waiting.
+        Err(e @ Error::Unreadable(_)) => {
+            tracing::error!(error = %e, execution = %action.execution_id, "dispatch cannot read the execution");
+            set_aside(queue, &message, &e.to_string()).await;
         }
         Err(e) => {
             tracing::error!(error = %e, execution = %action.execution_id, "dispatch failed; the message comes back");

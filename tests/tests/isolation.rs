@@ -137,6 +137,16 @@ async fn an_unreadable_record_fails_alone_in_the_local_runtime() {
         .call("GET", &format!("/v1/teams/acme/executions/{broken}"), None)
         .await;
     assert_eq!(status, 500);
+    // (and an action message for it, as a retry would queue, is set aside at once, saying why)
+    let message = json!({"team": "acme", "execution_id": broken}).to_string();
+    let id = enqueue(&tamper.0, "actions", &message, false).await;
+    let letter = wait_for_dead_letter(&api, &id).await;
+    assert_eq!(letter["queue"], "actions");
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&broken) && reason.contains("cannot read"),
+        "{reason}"
+    );
 
     // AND a damaged automation can still be deleted
     api.expect(
@@ -150,6 +160,27 @@ async fn an_unreadable_record_fails_alone_in_the_local_runtime() {
         .expect(200, "GET", "/v1/teams/acme/automations", None)
         .await;
     assert_eq!(listed["unreadable"], json!([]));
+}
+
+/// Waits until the dead letter `id` is listed, and returns it.
+async fn wait_for_dead_letter(api: &Api, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listed = api.expect(200, "GET", "/v1/dead-letters", None).await;
+        let found = listed["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == id)
+            .cloned();
+        match found {
+            Some(letter) => return letter,
+            None if tokio::time::Instant::now() > deadline => {
+                panic!("no dead letter {id}: {listed}")
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Puts a message on a queue of the running server, around the API.
@@ -201,15 +232,9 @@ async fn dead_letters_are_listed_with_why_and_redriven() {
     .await;
 
     // THEN the unreadable one is set aside at once, and both are listed with why
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let letters = loop {
-        let listed = api.expect(200, "GET", "/v1/dead-letters", None).await;
-        let letters = listed["dead_letters"].as_array().unwrap().clone();
-        if letters.len() == 2 || tokio::time::Instant::now() > deadline {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    wait_for_dead_letter(&api, &garbage).await;
+    let listed = api.expect(200, "GET", "/v1/dead-letters", None).await;
+    let letters = listed["dead_letters"].as_array().unwrap().clone();
     assert_eq!(letters.len(), 2, "{letters:?}");
     let find = |id: &str| letters.iter().find(|l| l["id"] == id).cloned().unwrap();
     let unreadable = find(&garbage);

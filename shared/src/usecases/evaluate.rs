@@ -107,17 +107,30 @@ impl Evaluator {
     pub async fn evaluate(&self, events: &[Event]) -> Vec<Result<Evaluation>> {
         let mut outcomes: Vec<Result<Evaluation>> =
             events.iter().map(|_| Ok(Evaluation::default())).collect();
-        // Which event each execution belongs to.
-        let mut executions = Vec::new();
-        let mut owners = Vec::new();
+        let (owners, executions) = self.fire(events, &mut outcomes).await;
+        let messages = self
+            .record(events, &owners, &executions, &mut outcomes)
+            .await;
+        self.queue(&messages, &mut outcomes).await;
+        outcomes
+    }
+
+    /// The executions the events fire, and for each the index of its event. A group whose
+    /// lookups fail fails its events.
+    async fn fire(
+        &self,
+        events: &[Event],
+        outcomes: &mut [Result<Evaluation>],
+    ) -> (Vec<usize>, Vec<Execution>) {
+        let (mut owners, mut executions) = (Vec::new(), Vec::new());
         for (group, chunk) in events.chunks(MATCH_GROUP).enumerate() {
             let first = group * MATCH_GROUP;
             match self.matches_batch(chunk).await {
                 Ok(matches) => {
                     for (offset, (event, matched)) in chunk.iter().zip(matches).enumerate() {
                         for compiled in matched {
-                            executions.push(new_execution(event, &compiled.automation));
                             owners.push(first + offset);
+                            executions.push(new_execution(event, &compiled.automation));
                         }
                     }
                 }
@@ -128,13 +141,24 @@ impl Evaluator {
                 }
             }
         }
-        let created = if executions.is_empty() {
-            Vec::new()
-        } else {
-            self.engine.store.create_executions(&executions).await
-        };
+        (owners, executions)
+    }
+
+    /// Writes the executions (each once, whatever the redeliveries); returns the action
+    /// messages of the pending ones, each with the index of its event.
+    async fn record(
+        &self,
+        events: &[Event],
+        owners: &[usize],
+        executions: &[Execution],
+        outcomes: &mut [Result<Evaluation>],
+    ) -> Vec<(usize, String)> {
+        if executions.is_empty() {
+            return Vec::new();
+        }
+        let written = self.engine.store.create_executions(executions).await;
         let mut messages = Vec::new();
-        for ((execution, owner), written) in executions.iter().zip(&owners).zip(created) {
+        for ((owner, execution), written) in owners.iter().zip(executions).zip(written) {
             let outcome = &mut outcomes[*owner];
             match (written, outcome.as_mut()) {
                 (Err(e), Ok(_)) => {
@@ -154,11 +178,16 @@ impl Evaluator {
                         messages.push((*owner, action_message(execution)));
                     }
                 }
+                // The event failed already; its messages so far are harmless (dispatch
+                // claims before it sends) and it comes back whole.
                 (_, Err(_)) => {}
             }
         }
-        // An event whose outcome failed meanwhile still has its earlier messages here:
-        // queueing them is harmless (dispatch claims before it sends).
+        messages
+    }
+
+    /// Queues the action messages; a batch that cannot be sent fails its events.
+    async fn queue(&self, messages: &[(usize, String)], outcomes: &mut [Result<Evaluation>]) {
         for chunk in messages.chunks(100) {
             let bodies: Vec<String> = chunk.iter().map(|(_, body)| body.clone()).collect();
             if let Err(e) = self.engine.actions.send_batch(&bodies).await {
@@ -167,7 +196,6 @@ impl Evaluator {
                 }
             }
         }
-        outcomes
     }
 }
 
