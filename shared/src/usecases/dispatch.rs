@@ -95,66 +95,12 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         return Ok(Outcome::Done);
     }
     let now_ms = millis(engine);
-    let settings = &engine.settings;
-    let void_claim = settings.sole_instance.is_some()
-        && execution.claimed_by.is_some()
-        && execution.claimed_by != settings.sole_instance;
-    if let Some(due) = execution
-        .next_attempt_at_ms
-        .filter(|due| *due > now_ms + 50)
-        && !void_claim
-    {
-        return Ok(Outcome::RetryAfter(Duration::from_millis(
-            (due - now_ms) as u64,
-        )));
+    if let Some(not_now) = claim(engine, &mut execution, now_ms).await? {
+        return Ok(not_now);
     }
-    // Claim the attempt before making it: a duplicate message for this execution (a
-    // redelivered event queues one) now waits for the claim instead of sending twice.
-    execution.next_attempt_at_ms = Some(now_ms + CLAIM.as_millis() as i64);
-    execution.claimed_by = Some(
-        settings
-            .sole_instance
-            .clone()
-            .unwrap_or_else(|| "dispatch".into()),
-    );
-    match engine.store.update_execution(&mut execution).await {
-        Ok(()) => execution.claimed_by = None,
-        Err(StoreError::Stale) => return Ok(Outcome::Done),
-        Err(e) => return Err(e.into()),
-    }
-    let integration_id = execution.action.integration.clone().unwrap_or_default();
-    let found = match engine
-        .store
-        .get_integration(&execution.team, &integration_id)
-        .await
-    {
-        // It will not become readable by waiting: the execution fails, saying why.
-        Err(StoreError::Unreadable(bad)) => {
-            return finish_without_attempt(engine, execution, bad.to_string()).await;
-        }
-        other => other?,
-    };
-    let integration = match found {
-        Some(i) if i.enabled => i,
-        Some(i) => {
-            let reason = i
-                .disabled_reason
-                .unwrap_or_else(|| "it was disabled".into());
-            return finish_without_attempt(
-                engine,
-                execution,
-                format!("integration {} is disabled: {reason}", i.name),
-            )
-            .await;
-        }
-        None => {
-            return finish_without_attempt(
-                engine,
-                execution,
-                format!("integration {integration_id} no longer exists"),
-            )
-            .await;
-        }
+    let integration = match usable_integration(engine, &execution).await? {
+        Ok(integration) => integration,
+        Err(reason) => return finish_without_attempt(engine, execution, reason).await,
     };
     execution.action.url = Some(integration.url.clone());
     let prepared = match prepare(
@@ -172,13 +118,109 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
     let started = engine.clock.now();
     let carries_secrets = prepared.carries_secrets;
     let response = engine.sender.send(prepared.request).await;
+    let outcome = conclude(
+        engine,
+        &mut execution,
+        Sent {
+            started,
+            now_ms,
+            carries_secrets,
+            response: &response,
+        },
+        integration,
+    )
+    .await?;
+    log_attempt(&execution, &response);
+    match engine.store.update_execution(&mut execution).await {
+        Ok(()) => Ok(outcome),
+        Err(StoreError::Stale) => {
+            tracing::warn!(execution = %execution.id, "execution changed during delivery; another worker owns it");
+            Ok(Outcome::Done)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Claims the attempt before it is made, so that a duplicate message for this execution (a
+/// redelivered event queues one) waits for the claim instead of sending twice. `Some` when
+/// this attempt is not to be made now: its retry is not due, or another worker has it.
+async fn claim(engine: &Engine, execution: &mut Execution, now_ms: i64) -> Result<Option<Outcome>> {
+    let settings = &engine.settings;
+    let void_claim = settings.sole_instance.is_some()
+        && execution.claimed_by.is_some()
+        && execution.claimed_by != settings.sole_instance;
+    if let Some(due) = execution
+        .next_attempt_at_ms
+        .filter(|due| *due > now_ms + 50)
+        && !void_claim
+    {
+        return Ok(Some(Outcome::RetryAfter(Duration::from_millis(
+            (due - now_ms) as u64,
+        ))));
+    }
+    execution.next_attempt_at_ms = Some(now_ms + CLAIM.as_millis() as i64);
+    execution.claimed_by = Some(
+        settings
+            .sole_instance
+            .clone()
+            .unwrap_or_else(|| "dispatch".into()),
+    );
+    match engine.store.update_execution(execution).await {
+        Ok(()) => {
+            execution.claimed_by = None;
+            Ok(None)
+        }
+        Err(StoreError::Stale) => Ok(Some(Outcome::Done)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The integration the execution delivers through, or why it cannot: gone, disabled, or
+/// stored in a form this version cannot read (which waiting does not mend).
+async fn usable_integration(
+    engine: &Engine,
+    execution: &Execution,
+) -> Result<Result<Integration, String>> {
+    let id = execution.action.integration.clone().unwrap_or_default();
+    let found = match engine.store.get_integration(&execution.team, &id).await {
+        Err(StoreError::Unreadable(bad)) => return Ok(Err(bad.to_string())),
+        other => other?,
+    };
+    Ok(match found {
+        Some(i) if i.enabled => Ok(i),
+        Some(i) => {
+            let reason = i
+                .disabled_reason
+                .unwrap_or_else(|| "it was disabled".into());
+            Err(format!("integration {} is disabled: {reason}", i.name))
+        }
+        None => Err(format!("integration {id} no longer exists")),
+    })
+}
+
+/// One attempt as it went out and came back.
+struct Sent<'a> {
+    started: time::OffsetDateTime,
+    now_ms: i64,
+    carries_secrets: bool,
+    response: &'a Response,
+}
+
+/// Records the attempt and what it means: finished, failed, or the next attempt scheduled.
+async fn conclude(
+    engine: &Engine,
+    execution: &mut Execution,
+    sent: Sent<'_>,
+    integration: Integration,
+) -> Result<Outcome> {
+    let response = sent.response;
     // Errors are the client's own words (never a response's content).
     let error = response
         .error
         .as_deref()
         .map(|e| truncate(e, RECORDED_ERROR_BYTES).to_string());
     execution.attempts.push(Attempt {
-        at: format_time(started),
+        at: format_time(sent.started),
         status_code: response.status,
         error: error.clone(),
         duration_ms: response.duration.as_millis() as u64,
@@ -187,15 +229,6 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         Verdict::Fail(error.clone().unwrap_or_default())
     } else {
         classify(response.status)
-    };
-    let kept = response
-        .status
-        .map(|_| kept_body(carries_secrets, &response, RECORDED_BODY_BYTES));
-    let result = ExecutionResult {
-        status_code: response.status,
-        body: kept.as_ref().and_then(|k| k.body.clone()),
-        body_withheld: kept.and_then(|k| k.withheld),
-        error: error.clone(),
     };
     let outcome = match verdict {
         Verdict::Delivered => {
@@ -211,7 +244,7 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
                     .next_delay(attempts, response.retry_after, &mut rand::rng());
             match delay {
                 Some(delay) => {
-                    execution.next_attempt_at_ms = Some(now_ms + delay.as_millis() as i64);
+                    execution.next_attempt_at_ms = Some(sent.now_ms + delay.as_millis() as i64);
                     Outcome::RetryAfter(delay)
                 }
                 None => {
@@ -234,18 +267,18 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         }
     };
     if execution.status != ExecutionStatus::Pending {
+        let kept = response
+            .status
+            .map(|_| kept_body(sent.carries_secrets, response, RECORDED_BODY_BYTES));
         execution.next_attempt_at_ms = None;
-        execution.result = Some(result);
+        execution.result = Some(ExecutionResult {
+            status_code: response.status,
+            body: kept.as_ref().and_then(|k| k.body.clone()),
+            body_withheld: kept.and_then(|k| k.withheld),
+            error,
+        });
     }
-    log_attempt(&execution, &response);
-    match engine.store.update_execution(&mut execution).await {
-        Ok(()) => Ok(outcome),
-        Err(StoreError::Stale) => {
-            tracing::warn!(execution = %execution.id, "execution changed during delivery; another worker owns it");
-            Ok(Outcome::Done)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(outcome)
 }
 
 fn log_attempt(execution: &Execution, response: &Response) {
