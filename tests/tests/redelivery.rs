@@ -10,12 +10,13 @@ use automations_tests::Receiver;
 use serde_json::{Value, json};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::domain::event::Event;
+use shared::domain::execution::{Attempt, ExecutionStatus};
 use shared::local::LocalRuntime;
 use shared::ports::Queue;
-use shared::usecases::dispatch::{Outcome, dispatch};
+use shared::usecases::dispatch::{MAX_ATTEMPTS, Outcome, dispatch};
 use shared::usecases::evaluate::{Evaluation, Evaluator};
 use shared::usecases::ingest::parse_events;
-use shared::usecases::{ActionMessage, Engine, Settings, manage};
+use shared::usecases::{ActionMessage, Engine, Error, Settings, manage};
 
 /// The local runtime (no workers: the tests drive the use cases), a team with a webhook
 /// to `receiver`, and an automation that fires on every link.
@@ -151,4 +152,41 @@ async fn two_workers_with_the_same_message_send_once() {
     let after = dispatch(&f.engine, &message).await.unwrap();
     assert_eq!(after, Outcome::Done, "finished: nothing more to send");
     assert_eq!(receiver.count(), 1);
+}
+
+#[tokio::test]
+async fn an_execution_with_as_many_attempts_as_it_keeps_is_not_retried_again() {
+    // GIVEN a failed execution that has made MAX_ATTEMPTS attempts
+    let receiver = Receiver::start().await;
+    let f = Fixture::new(&receiver).await;
+    evaluate(&Evaluator::new(f.engine.clone()), &f.event).await;
+    let message = f.message().await;
+    let store = &f.engine.store;
+    let mut execution = store
+        .get_execution("acme", &message.execution_id)
+        .await
+        .unwrap()
+        .unwrap();
+    execution.status = ExecutionStatus::Failed;
+    execution.attempts = (0..MAX_ATTEMPTS)
+        .map(|_| Attempt {
+            at: "2026-11-23T18:00:00Z".into(),
+            status_code: Some(503),
+            error: None,
+            duration_ms: 1,
+        })
+        .collect();
+    store.update_execution(&mut execution).await.unwrap();
+
+    // WHEN it is retried THEN that is refused, saying why, and nothing is sent
+    match manage::retry_execution(&f.engine, "acme", &execution.id).await {
+        Err(Error::Conflict(message)) => assert!(message.contains("100 attempts"), "{message}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(receiver.count(), 0);
+    // AND one attempt fewer may still be retried
+    execution.attempts.pop();
+    store.update_execution(&mut execution).await.unwrap();
+    let retried = manage::retry_execution(&f.engine, "acme", &execution.id).await;
+    assert_eq!(retried.unwrap().status, ExecutionStatus::Pending);
 }
