@@ -59,19 +59,23 @@ pub struct Prepared {
     pub carries_secrets: bool,
 }
 
-/// What is kept of a response body: its first bytes, or nothing when the request carried
-/// secrets (see [`Prepared::carries_secrets`]).
+/// What is kept of a response body: nothing when no response came, nothing (saying why)
+/// when the request carried secrets (see [`Prepared::carries_secrets`]), else its first
+/// `max` bytes.
 pub fn kept_body(carries_secrets: bool, response: &Response, max: usize) -> KeptBody {
-    if carries_secrets {
-        KeptBody {
+    match (response.status, carries_secrets) {
+        (None, _) => KeptBody {
+            body: None,
+            withheld: None,
+        },
+        (Some(_), true) => KeptBody {
             body: None,
             withheld: Some(BODY_WITHHELD.to_string()),
-        }
-    } else {
-        KeptBody {
+        },
+        (Some(_), false) => KeptBody {
             body: Some(truncate(&response.body, max).to_string()),
             withheld: None,
-        }
+        },
     }
 }
 
@@ -267,14 +271,12 @@ async fn conclude(
         }
     };
     if execution.status != ExecutionStatus::Pending {
-        let kept = response
-            .status
-            .map(|_| kept_body(sent.carries_secrets, response, RECORDED_BODY_BYTES));
+        let kept = kept_body(sent.carries_secrets, response, RECORDED_BODY_BYTES);
         execution.next_attempt_at_ms = None;
         execution.result = Some(ExecutionResult {
             status_code: response.status,
-            body: kept.as_ref().and_then(|k| k.body.clone()),
-            body_withheld: kept.and_then(|k| k.withheld),
+            body: kept.body,
+            body_withheld: kept.withheld,
             error,
         });
     }

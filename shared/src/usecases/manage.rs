@@ -282,12 +282,10 @@ pub async fn test_integration(
     let carries_secrets = prepared.carries_secrets;
     let response = engine.sender.send(prepared.request).await;
     let ok = response.status.is_some_and(|s| (200..300).contains(&s));
-    let kept = response
-        .status
-        .map(|_| kept_body(carries_secrets, &response, MAX_RESPONSE_BYTES));
-    let mut answer = json!({"ok": ok, "status": response.status,
-                            "body": kept.as_ref().and_then(|k| k.body.clone()), "error": response.error});
-    if let Some(reason) = kept.and_then(|k| k.withheld) {
+    let kept = kept_body(carries_secrets, &response, MAX_RESPONSE_BYTES);
+    let mut answer =
+        json!({"ok": ok, "status": response.status, "body": kept.body, "error": response.error});
+    if let Some(reason) = kept.withheld {
         answer["body_withheld"] = Value::String(reason);
     }
     Ok(answer)
