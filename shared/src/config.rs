@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use crate::delivery::guard::{ALLOW_NETWORKS_ENV, OutboundGuard, parse_allow_networks};
 use crate::delivery::retry::RetrySchedule;
+use crate::domain::access::RateLimit;
 use crate::usecases::Settings;
 
-/// Reads `AUTOMATIONS_RETRY_SCHEDULE` and `AUTOMATIONS_ALLOW_NETWORKS`; errors name the variable.
+/// Reads `AUTOMATIONS_RETRY_SCHEDULE`, `AUTOMATIONS_ALLOW_NETWORKS`, `AUTOMATIONS_INGEST_RATE`
+/// and `AUTOMATIONS_INGEST_BURST`; errors name the variable.
 pub fn settings_from_env() -> Result<Settings, String> {
     settings_from(&|name| std::env::var(name).ok())
 }
@@ -23,9 +25,32 @@ pub fn settings_from(var: &dyn Fn(&str) -> Option<String>) -> Result<Settings, S
         }
         None => Vec::new(),
     };
+    let ingest_limit = RateLimit {
+        rate: number(var, INGEST_RATE_ENV, RateLimit::default().rate)?,
+        burst: number(var, INGEST_BURST_ENV, RateLimit::default().burst)?,
+    };
     Ok(Settings {
         retry,
         guard: Arc::new(OutboundGuard::new(allow)),
         sole_instance: None,
+        ingest_limit,
     })
+}
+
+/// Requests a second each key may send events with.
+pub const INGEST_RATE_ENV: &str = "AUTOMATIONS_INGEST_RATE";
+/// Requests each key may send events with at once.
+pub const INGEST_BURST_ENV: &str = "AUTOMATIONS_INGEST_BURST";
+
+/// A whole number of 1 to 1,000,000 from `name`, or `default` when it is not set.
+fn number(var: &dyn Fn(&str) -> Option<String>, name: &str, default: f64) -> Result<f64, String> {
+    let Some(text) = var(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(f64::from(n)),
+        _ => Err(format!(
+            "{name} must be a whole number from 1 to 1000000, not {text:?}"
+        )),
+    }
 }

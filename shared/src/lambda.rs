@@ -7,7 +7,8 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::adapters::aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
+use crate::adapters::aws::{DynamoAccess, DynamoStore, SecretsManagerSecrets, SqsQueue};
+use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::adapters::cached_secrets::{CachedSecrets, SECRETS_CACHE_TTL};
 use crate::config::settings_from;
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
@@ -56,11 +57,16 @@ pub fn engine(config: &LambdaConfig, sdk: &aws_config::SdkConfig) -> Result<Engi
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let sender = GuardedClient::new(config.settings.guard.clone(), DEFAULT_TIMEOUT)
         .map_err(|e| format!("HTTP client: {e}"))?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
     Ok(Engine {
         store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(sdk),
+            dynamodb.clone(),
             &config.table,
             clock.clone(),
+        )),
+        access: Arc::new(CachedKeys::new(
+            DynamoAccess::new(dynamodb, &config.table, clock.clone()),
+            KEYS_CACHE_TTL,
         )),
         secrets: Arc::new(CachedSecrets::new(
             SecretsManagerSecrets::new(

@@ -9,7 +9,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::adapters::sqlite::{
-    Database, LocalDeadLetters, SecretsKey, SqliteQueue, SqliteSecrets, SqliteStore, private_file,
+    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteQueue, SqliteSecrets, SqliteStore,
+    private_file,
 };
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
@@ -78,6 +79,7 @@ impl LocalRuntime {
             .map_err(|e| format!("HTTP client: {e}"))?;
         let engine = Engine {
             store: Arc::new(SqliteStore::new(db.clone(), clock.clone())),
+            access: Arc::new(SqliteAccess::new(db.clone(), clock.clone())),
             secrets: Arc::new(SqliteSecrets::new(db.clone(), &key, clock.clone())),
             events: events.clone(),
             actions: actions.clone(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
 use crate::domain::automation::Automation;
 use crate::domain::event::EventType;
 use crate::domain::execution::Execution;
@@ -177,6 +178,34 @@ pub trait AutomationStore: Send + Sync {
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Listing<Execution>>;
+}
+
+/// Team keys and the audit trail.
+#[async_trait]
+pub trait AccessStore: Send + Sync {
+    /// Stores a key under its hash (a `GetItem` finds it) and in its team's listing, both
+    /// at once; `Conflict` when the hash or the id is taken.
+    async fn create_key(&self, key: &ApiKey, hash: &KeyHash) -> StoreResult<()>;
+    /// The key whose hash this is, if it exists and is not revoked.
+    async fn key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>>;
+    /// A team's keys, oldest first.
+    async fn list_keys(&self, team: &str) -> StoreResult<Listing<ApiKey>>;
+    /// A team's key by its id.
+    async fn get_key(&self, team: &str, id: &str) -> StoreResult<Option<ApiKey>>;
+    /// Revokes a team's key: from now on its hash finds nothing. `false` when the team has
+    /// no such key.
+    async fn revoke_key(&self, team: &str, id: &str) -> StoreResult<bool>;
+
+    /// Appends an entry to its team's trail, kept until `expires_at`.
+    async fn append_audit(&self, entry: &AuditEntry, expires_at: OffsetDateTime)
+    -> StoreResult<()>;
+    /// A team's trail, newest first, older than `before` (an entry id) if given.
+    async fn list_audit(
+        &self,
+        team: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<AuditEntry>>;
 }
 
 /// A secret's value. Its `Debug` never shows it.

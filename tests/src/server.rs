@@ -257,6 +257,30 @@ impl Api {
         value
     }
 
+    /// The same client with another key.
+    pub fn with_key(&self, key: &str) -> Api {
+        Api {
+            key: key.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Grants a key of `role` in `team` to `user`; returns its id and the key.
+    pub async fn grant_key(&self, team: &str, user: &str, role: &str) -> (String, String) {
+        let granted = self
+            .expect(
+                201,
+                "POST",
+                &format!("/v1/teams/{team}/api-keys"),
+                Some(json!({"user": user, "role": role})),
+            )
+            .await;
+        (
+            granted["id"].as_str().expect("id").to_string(),
+            granted["key"].as_str().expect("key").to_string(),
+        )
+    }
+
     pub async fn create_team(&self, team: &str) {
         self.expect(201, "POST", "/v1/teams", Some(json!({ "name": team })))
             .await;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use automations_tests::moto;
-use shared::adapters::aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
+use shared::adapters::aws::{DynamoAccess, DynamoStore, SecretsManagerSecrets, SqsQueue};
 use shared::conformance::{self, ManualClock, QueueUnderTest};
 
 static QUEUES: AtomicUsize = AtomicUsize::new(0);
@@ -61,6 +61,19 @@ async fn dynamodb_store_conforms() {
         Arc::new(DynamoStore::new(client, table, clock.clone())),
         clock,
         &tamper,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb_access_conforms() {
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config().await);
+    let table = format!("conformance-access-{}", std::process::id());
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    conformance::access_suite(
+        Arc::new(DynamoAccess::new(client, table, clock.clone())),
+        clock,
     )
     .await;
 }

@@ -18,6 +18,7 @@ use shared::conformance::Tamper;
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
 use shared::delivery::signing::{standard_webhooks_key, standard_webhooks_signature};
+use shared::domain::access::Actor;
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{dispatch_records, evaluate_records};
 use shared::ports::Queue;
@@ -32,6 +33,7 @@ fn settings() -> Settings {
             parse_allow_networks("127.0.0.0/8").unwrap(),
         )),
         sole_instance: None,
+        ..Settings::default()
     }
 }
 
@@ -52,9 +54,12 @@ async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
     let (engine, events, actions, key) = stack().await;
     let receiver = Receiver::start().await;
     receiver.script(&[(503, "busy")]);
-    manage::create_team(&engine, "acme").await.unwrap();
+    manage::create_team(&engine, &Actor::operator(), "acme")
+        .await
+        .unwrap();
     manage::put_secret(
         &engine,
+        &Actor::operator(),
         "acme",
         "SIGNING",
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
@@ -63,17 +68,25 @@ async fn an_event_travels_through_evaluate_and_dispatch_to_a_signed_webhook() {
     .unwrap();
     let hook =
         json!({"type": "webhook", "name": "ci", "url": receiver.url, "signing_secret": "SIGNING"});
-    let integration =
-        manage::create_integration(&engine, "acme", serde_json::from_value(hook).unwrap())
-            .await
-            .unwrap();
+    let integration = manage::create_integration(
+        &engine,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(hook).unwrap(),
+    )
+    .await
+    .unwrap();
     let spec = json!({"name": "deploy", "scope": {"type": "registry", "name": "model"},
         "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "production"}},
         "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
-    let automation =
-        manage::create_automation(&engine, "acme", serde_json::from_value(spec).unwrap())
-            .await
-            .unwrap();
+    let automation = manage::create_automation(
+        &engine,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).unwrap(),
+    )
+    .await
+    .unwrap();
 
     // WHEN an API Gateway request carries an event into the ingest function's router
     let ingest = router_for(AppState::new(engine.clone(), &key), Surface::Ingest);
@@ -235,7 +248,9 @@ async fn a_batch_of_events_shares_its_index_lookups_and_each_event_gets_its_own_
     // GIVEN automations of two teams, filed under registries, a collection and a team scope
     let (engine, _, _, _) = stack().await;
     for team in ["acme", "beta"] {
-        manage::create_team(&engine, team).await.unwrap();
+        manage::create_team(&engine, &Actor::operator(), team)
+            .await
+            .unwrap();
     }
     let filed = [
         (
@@ -267,9 +282,14 @@ async fn a_batch_of_events_shares_its_index_lookups_and_each_event_gets_its_own_
     for (team, name, scope, event_type) in filed {
         let spec = json!({"name": name, "scope": scope, "event": {"type": event_type, "filter": {"alias": {"$ne": "staging"}}},
             "action": {"type": "no_op"}});
-        manage::create_automation(&engine, team, serde_json::from_value(spec).unwrap())
-            .await
-            .unwrap();
+        manage::create_automation(
+            &engine,
+            &Actor::operator(),
+            team,
+            serde_json::from_value(spec).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     let event =
         |team: &str, id: &str, event_type: &str, registry: &str, collection: &str, alias: &str| {
@@ -378,13 +398,19 @@ async fn an_unreadable_record_fails_alone_in_the_lambda_functions() {
     };
     let mut hooks = Vec::new();
     for team in ["acme", "beta"] {
-        manage::create_team(&engine, team).await.unwrap();
+        manage::create_team(&engine, &Actor::operator(), team)
+            .await
+            .unwrap();
         for name in ["hook", "spare"] {
             let hook = json!({"type": "webhook", "name": name, "url": receiver.url});
-            let made =
-                manage::create_integration(&engine, team, serde_json::from_value(hook).unwrap())
-                    .await
-                    .unwrap();
+            let made = manage::create_integration(
+                &engine,
+                &Actor::operator(),
+                team,
+                serde_json::from_value(hook).unwrap(),
+            )
+            .await
+            .unwrap();
             hooks.push((team, name, made.id));
         }
     }
@@ -404,9 +430,14 @@ async fn an_unreadable_record_fails_alone_in_the_lambda_functions() {
     ] {
         let spec = json!({"name": name, "scope": {"type": "registry", "name": "model"}, "event": {"type": "LINK_ARTIFACT"},
             "action": {"type": "webhook", "integration": integration, "payload": {"by": name}}});
-        let made = manage::create_automation(&engine, team, serde_json::from_value(spec).unwrap())
-            .await
-            .unwrap();
+        let made = manage::create_automation(
+            &engine,
+            &Actor::operator(),
+            team,
+            serde_json::from_value(spec).unwrap(),
+        )
+        .await
+        .unwrap();
         automations.push(made);
     }
     let damaged = shared::conformance::unreadable_json();

@@ -24,6 +24,7 @@ use serde_norway::Value;
 use shared::adapters::aws::{SqsQueue, dynamodb};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
+use shared::domain::access::Actor;
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::usecases::evaluate::Evaluator;
@@ -548,45 +549,88 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     );
     let receiver = Receiver::start().await;
     let api = engines["ApiFunction"].clone();
-    manage::create_team(&api, "acme").await.unwrap();
-    manage::put_secret(&api, "acme", "TOKEN", "stack-token-value".into())
+    manage::create_team(&api, &Actor::operator(), "acme")
         .await
         .unwrap();
+    manage::put_secret(
+        &api,
+        &Actor::operator(),
+        "acme",
+        "TOKEN",
+        "stack-token-value".into(),
+    )
+    .await
+    .unwrap();
     let hook = json!({"type": "webhook", "name": "ci", "url": receiver.url, "access_token_secret": "TOKEN"});
-    let integration =
-        manage::create_integration(&api, "acme", serde_json::from_value(hook).unwrap())
-            .await
-            .unwrap();
+    let integration = manage::create_integration(
+        &api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(hook).unwrap(),
+    )
+    .await
+    .unwrap();
     let spec = json!({"name": "deploy", "scope": {"type": "registry", "name": "model"},
         "event": {"type": "ADD_ARTIFACT_ALIAS"},
         "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
-    let automation = manage::create_automation(&api, "acme", serde_json::from_value(spec).unwrap())
-        .await
-        .unwrap();
+    let automation = manage::create_automation(
+        &api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).unwrap(),
+    )
+    .await
+    .unwrap();
     // (and a second automation whose receiver is gone: its 410 disables the integration)
     let gone = Receiver::start().await;
     gone.script(&[(410, "gone")]);
     let hook = json!({"type": "webhook", "name": "gone", "url": gone.url});
-    let gone_integration =
-        manage::create_integration(&api, "acme", serde_json::from_value(hook).unwrap())
-            .await
-            .unwrap();
+    let gone_integration = manage::create_integration(
+        &api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(hook).unwrap(),
+    )
+    .await
+    .unwrap();
     let spec = json!({"name": "notify", "scope": {"type": "registry", "name": "model"},
         "event": {"type": "ADD_ARTIFACT_ALIAS"},
         "action": {"type": "webhook", "integration": gone_integration.id}});
-    manage::create_automation(&api, "acme", serde_json::from_value(spec).unwrap())
-        .await
-        .unwrap();
+    manage::create_automation(
+        &api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).unwrap(),
+    )
+    .await
+    .unwrap();
     receiver.script(&[(503, "busy")]);
 
-    // AND an event goes through ingest, evaluate and dispatch
+    // AND the api function grants a training job an ingest key
+    let api_router = router_for(
+        AppState::new(engines["ApiFunction"].clone(), &key),
+        Surface::Management,
+    );
+    let grant = json!({"user": "training-job", "role": "ingest"});
+    let request = api_gateway_request("POST", "/v1/teams/acme/api-keys", &key, &grant);
+    let granted = api_router.clone().oneshot(request).await.unwrap();
+    assert_eq!(granted.status(), 201);
+    let granted: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(granted.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let job_key = granted["key"].as_str().unwrap().to_string();
+
+    // AND with it, an event goes through ingest, evaluate and dispatch
     let ingest = router_for(
         AppState::new(engines["IngestFunction"].clone(), &key),
         Surface::Ingest,
     );
     let event = json!({"id": "e1", "event_type": "ADD_ARTIFACT_ALIAS", "registry": "model",
         "artifact": {"collection": "resnet", "version": "v4", "alias": "production"}});
-    let request = api_gateway_request("POST", "/v1/teams/acme/events", &key, &event);
+    let request = api_gateway_request("POST", "/v1/teams/acme/events", &job_key, &event);
     assert_eq!(ingest.oneshot(request).await.unwrap().status(), 202);
     let events = SqsQueue::new(sqs.clone(), &configs["EvaluateFunction"].events_queue_url);
     let evaluator = Evaluator::new(engines["EvaluateFunction"].clone());
@@ -644,6 +688,26 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         .into_items("acme");
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].status.as_str(), "FINISHED");
+
+    // AND the audit trail has the grant; once revoked, the api function refuses the key
+    let request = api_gateway_request("GET", "/v1/teams/acme/audit", &key, &json!(null));
+    let trail = api_router.clone().oneshot(request).await.unwrap();
+    assert_eq!(trail.status(), 200);
+    let trail = axum::body::to_bytes(trail.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&trail).contains("api_key.grant"));
+    let revoke = format!(
+        "/v1/teams/acme/api-keys/{}",
+        granted["id"].as_str().unwrap()
+    );
+    let request = api_gateway_request("DELETE", &revoke, &key, &json!(null));
+    assert_eq!(
+        api_router.clone().oneshot(request).await.unwrap().status(),
+        204
+    );
+    let request = api_gateway_request("GET", "/v1/teams/acme", &job_key, &json!(null));
+    assert_eq!(api_router.oneshot(request).await.unwrap().status(), 401);
 
     // AND every call each function made is an action its role allows
     for function in FUNCTIONS {

@@ -294,7 +294,8 @@ async fn bad_automations_are_refused_and_nothing_is_stored() {
             Some("action.type"),
             "unknown action type",
         ),
-        (json!("deploy"), None, "invalid type"),
+        (json!("deploy"), None, "must be a JSON object"),
+        (json!(["deploy"]), None, "must be a JSON object"),
     ];
     for (body, field, needle) in cases {
         let (status, answer) = api

@@ -9,6 +9,7 @@ use std::time::Duration;
 use automations_tests::Receiver;
 use serde_json::{Value, json};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
+use shared::domain::access::Actor;
 use shared::domain::event::Event;
 use shared::domain::execution::{Attempt, ExecutionStatus};
 use shared::local::LocalRuntime;
@@ -38,17 +39,21 @@ impl Fixture {
         };
         let runtime = LocalRuntime::open(dir.path(), None, settings).unwrap();
         let engine = runtime.engine.clone();
-        manage::create_team(&engine, "acme").await.unwrap();
-        let hook = json!({"type": "webhook", "name": "ci", "url": receiver.url});
-        let integration = manage::create_integration(&engine, "acme", parse(hook))
+        manage::create_team(&engine, &Actor::operator(), "acme")
             .await
             .unwrap();
+        let hook = json!({"type": "webhook", "name": "ci", "url": receiver.url});
+        let integration =
+            manage::create_integration(&engine, &Actor::operator(), "acme", parse(hook))
+                .await
+                .unwrap();
         let spec = json!({"name": "links", "scope": {"type": "team"}, "event": {"type": "LINK_ARTIFACT"},
                           "action": {"type": "webhook", "integration": integration.id}});
-        let automation = manage::create_automation(&engine, "acme", parse(spec))
-            .await
-            .unwrap()
-            .id;
+        let automation =
+            manage::create_automation(&engine, &Actor::operator(), "acme", parse(spec))
+                .await
+                .unwrap()
+                .id;
         let event = json!({"id": "e1", "event_type": "LINK_ARTIFACT", "project": "p",
                            "artifact": {"collection": "c", "version": "v1"}});
         let event = parse_events("acme", event, engine.clock.now()).unwrap();
@@ -179,7 +184,7 @@ async fn an_execution_with_as_many_attempts_as_it_keeps_is_not_retried_again() {
     store.update_execution(&mut execution).await.unwrap();
 
     // WHEN it is retried THEN that is refused, saying why, and nothing is sent
-    match manage::retry_execution(&f.engine, "acme", &execution.id).await {
+    match manage::retry_execution(&f.engine, &Actor::operator(), "acme", &execution.id).await {
         Err(Error::Conflict(message)) => assert!(message.contains("100 attempts"), "{message}"),
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -187,6 +192,7 @@ async fn an_execution_with_as_many_attempts_as_it_keeps_is_not_retried_again() {
     // AND one attempt fewer may still be retried
     execution.attempts.pop();
     store.update_execution(&mut execution).await.unwrap();
-    let retried = manage::retry_execution(&f.engine, "acme", &execution.id).await;
+    let retried =
+        manage::retry_execution(&f.engine, &Actor::operator(), "acme", &execution.id).await;
     assert_eq!(retried.unwrap().status, ExecutionStatus::Pending);
 }

@@ -90,16 +90,17 @@ async fn serve(
         .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?;
     warn_if_open(&data_dir);
     let settings = settings_from_env()?;
-    let operator_key = operator_key(&data_dir)?;
-    let local = LocalRuntime::open(&data_dir, secrets_key, settings)?;
-    local.recover().await?;
-    let state = AppState::new(local.engine.clone(), &operator_key)
-        .with_dead_letters(Arc::new(local.dead_letters()));
-    let app = router(state);
+    // Bound first: a server that cannot listen makes no key and takes no lock.
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("--listen {listen}: {e}"))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let local = LocalRuntime::open(&data_dir, secrets_key, settings)?;
+    let operator_key = operator_key(&data_dir)?;
+    local.recover().await?;
+    let state = AppState::new(local.engine.clone(), &operator_key)
+        .with_dead_letters(Arc::new(local.dead_letters()));
+    let app = router(state);
     tracing::info!(%address, data_dir = %data_dir.display(), "automations serving");
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -150,34 +151,31 @@ fn warn_if_open(data_dir: &Path) {
     }
 }
 
-/// `AUTOMATIONS_OPERATOR_KEY`, else the key in `<data-dir>/operator-key` (which must be
-/// readable by its owner only), else a new one written there (mode 0600) and printed once.
+/// The operator key: `AUTOMATIONS_OPERATOR_KEY`, else the key in `<data-dir>/operator-key`
+/// (which must be readable by its owner only), else a new one written there (mode 0600)
+/// and printed once. Logs which one is in force, never the key.
 fn operator_key(data_dir: &Path) -> Result<String, String> {
-    if let Ok(key) = std::env::var("AUTOMATIONS_OPERATOR_KEY") {
-        if key.trim().len() < 32 {
-            return Err("AUTOMATIONS_OPERATOR_KEY must be at least 32 characters".into());
-        }
-        return Ok(key.trim().to_string());
-    }
     let path = data_dir.join("operator-key");
-    match fs::read_to_string(&path) {
-        Ok(_) if fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) => {
-            return Err(format!(
-                "{}: the operator key must not be readable by others (chmod 600)",
+    let saved = saved_operator_key(&path);
+    if let Ok(key) = std::env::var(OPERATOR_KEY_ENV) {
+        let key = key.trim().to_string();
+        if key.len() < 32 {
+            return Err(format!("{OPERATOR_KEY_ENV} must be at least 32 characters"));
+        }
+        tracing::info!(source = OPERATOR_KEY_ENV, "operator key in force");
+        match saved {
+            Ok(Some(other)) if other != key => tracing::warn!(
+                file = %path.display(),
+                "{} holds another operator key, which is not accepted while {OPERATOR_KEY_ENV} is set; delete the file, or unset the variable to use it",
                 path.display()
-            ));
+            ),
+            _ => {}
         }
-        Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().to_string()),
-        Ok(_) => {
-            return Err(format!(
-                "{}: the operator key must be at least 32 characters",
-                path.display()
-            ));
-        }
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(format!("{}: {e}", path.display()));
-        }
-        Err(_) => {}
+        return Ok(key);
+    }
+    if let Some(key) = saved? {
+        tracing::info!(source = %path.display(), "operator key in force");
+        return Ok(key);
     }
     let key = shared::domain::ids::new_api_key("op");
     let mut file = fs::OpenOptions::new()
@@ -188,7 +186,30 @@ fn operator_key(data_dir: &Path) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     file.write_all(key.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    tracing::info!(source = %path.display(), "operator key generated and in force; it is printed once on stdout");
     // Printed once, on stdout, so it is not mixed into the logs.
     println!("operator key (also saved to {}): {key}", path.display());
     Ok(key)
+}
+
+const OPERATOR_KEY_ENV: &str = "AUTOMATIONS_OPERATOR_KEY";
+
+/// The key saved in `path`, if there is one; one that others may read, or that is too
+/// short, is an error.
+fn saved_operator_key(path: &Path) -> Result<Option<String>, String> {
+    match fs::read_to_string(path) {
+        Ok(_) if fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) => {
+            Err(format!(
+                "{}: the operator key must not be readable by others (chmod 600)",
+                path.display()
+            ))
+        }
+        Ok(key) if key.trim().len() >= 32 => Ok(Some(key.trim().to_string())),
+        Ok(_) => Err(format!(
+            "{}: the operator key must be at least 32 characters",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }

@@ -12,8 +12,12 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_automations");
 
 fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Command {
+    serve_on("127.0.0.1:0", data_dir, env)
+}
+
+fn serve_on(listen: &str, data_dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+    c.args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .env_remove("AUTOMATIONS_OPERATOR_KEY")
         .env_remove("AUTOMATIONS_RETRY_SCHEDULE")
@@ -29,7 +33,12 @@ fn start(data_dir: &Path) -> String {
 
 /// Like [`start`], also returning the log lines up to "automations serving".
 fn start_logged(data_dir: &Path) -> (String, Vec<String>) {
-    let mut child = serve(data_dir, &[])
+    start_with(data_dir, &[])
+}
+
+/// Like [`start_logged`], with these environment variables.
+fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> (String, Vec<String>) {
+    let mut child = serve(data_dir, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -132,6 +141,16 @@ fn configuration_errors_name_the_variable() {
             "10.0.0.0/8,banana",
             "AUTOMATIONS_ALLOW_NETWORKS",
         ),
+        (
+            "AUTOMATIONS_INGEST_RATE",
+            "0",
+            "AUTOMATIONS_INGEST_RATE must be a whole number from 1 to 1000000",
+        ),
+        (
+            "AUTOMATIONS_INGEST_BURST",
+            "lots",
+            "AUTOMATIONS_INGEST_BURST must be a whole number from 1 to 1000000",
+        ),
     ] {
         let out = serve(dir.path(), &[(var, value)]).output().unwrap();
         assert!(!out.status.success(), "{var}={value} must stop the server");
@@ -183,4 +202,75 @@ fn help_describes_serve() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("serve"));
+}
+
+/// The log line that says which operator key is in force.
+fn key_source(logged: &[String]) -> &str {
+    logged
+        .iter()
+        .find(|l| l.contains("operator key") && l.contains("in force"))
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no line says which operator key is in force: {logged:?}"))
+}
+
+#[test]
+fn the_start_says_which_operator_key_is_in_force_and_never_logs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // First start: generated, saved, printed once on stdout, not in the logs.
+    let (printed, logged) = start_with(dir.path(), &[]);
+    let saved = std::fs::read_to_string(dir.path().join("operator-key")).unwrap();
+    assert!(printed.contains(&saved));
+    assert!(key_source(&logged).contains("generated"), "{logged:?}");
+    // Then: the file.
+    let (_, logged) = start_with(dir.path(), &[]);
+    assert!(key_source(&logged).contains("operator-key"), "{logged:?}");
+    // The variable, with the file holding the same key: no warning.
+    let (_, logged) = start_with(dir.path(), &[("AUTOMATIONS_OPERATOR_KEY", &saved)]);
+    assert!(
+        key_source(&logged).contains("AUTOMATIONS_OPERATOR_KEY"),
+        "{logged:?}"
+    );
+    assert!(
+        !logged.iter().any(|l| l.contains("another operator key")),
+        "{logged:?}"
+    );
+    // The variable, with the file holding another key: said so.
+    let other = "another-operator-key-0123456789-abcdef";
+    let (_, logged) = start_with(dir.path(), &[("AUTOMATIONS_OPERATOR_KEY", other)]);
+    assert!(
+        key_source(&logged).contains("AUTOMATIONS_OPERATOR_KEY"),
+        "{logged:?}"
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("another operator key") && l.contains("not accepted")),
+        "{logged:?}"
+    );
+    let all = logged.join("\n");
+    assert!(
+        !all.contains(other) && !all.contains(&saved),
+        "a key in the logs: {all}"
+    );
+}
+
+#[test]
+fn no_key_is_made_when_the_address_cannot_be_bound() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    let out = serve_on(&address, &dir, &[]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("--listen {address}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!dir.join("operator-key").exists());
 }

@@ -1,6 +1,7 @@
 //! Adapters behind the ports. `sqlite` serves the local runtime (`automations serve`);
 //! `aws` the Lambda runtime.
 
+pub mod cached_keys;
 pub mod cached_secrets;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

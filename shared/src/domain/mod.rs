@@ -1,5 +1,6 @@
 //! Events, automations, integrations, executions and the rules between them. No I/O.
 
+pub mod access;
 pub mod automation;
 pub mod event;
 pub mod execution;

@@ -60,6 +60,12 @@ impl From<Error> for ApiError {
         match e {
             Error::Invalid(invalid) => invalid.into(),
             Error::NotFound(m) => Self::not_found(m),
+            Error::Missing(invalid) => Self {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: invalid.to_string(),
+                field: Some(invalid.field),
+            },
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             Error::Store(e) => {
                 tracing::error!(error = %e, "store failed");

@@ -91,12 +91,13 @@ pub fn object(body: Value) -> ApiResult<Map<String, Value>> {
     }
 }
 
-/// The body as a request type; the error names the field that did not fit.
+/// The body (a JSON object) as a request type; the error names the field that did not fit.
+/// An array is refused too, though serde would read one as the type's fields in order.
 pub fn parse<T: serde::de::DeserializeOwned>(body: Value) -> ApiResult<T> {
     if body.is_null() {
         return Err(Invalid::new("", "a JSON body is required").into());
     }
-    Ok(from_json(body)?)
+    Ok(from_json(Value::Object(object(body)?))?)
 }
 
 /// `?limit=&before=` of a listing, newest first.

@@ -1,9 +1,10 @@
-//! The HTTP API: one axum `Router` served by `automations serve` and, later, by the Lambdas.
+//! The HTTP API: one axum `Router` served by `automations serve` and by the Lambdas.
 
 mod error;
 mod extract;
+pub mod rate_limit;
 mod routes;
 
 pub use crate::domain::limits::MAX_BODY_BYTES;
 pub use error::ApiError;
-pub use routes::{AppState, Surface, router, router_for};
+pub use routes::{AppState, RouteSpec, Surface, router, router_for, routes};

@@ -2,9 +2,11 @@
 
 use serde_json::{Map, Value, json};
 
+use super::access::record;
 use super::dispatch::{MAX_ATTEMPTS, check_header_value, kept_body, prepare};
 use super::{ActionMessage, Engine, Error, Result};
 use crate::delivery::client::MAX_RESPONSE_BYTES;
+use crate::domain::access::{Actor, Target};
 use crate::domain::automation::{Automation, AutomationInput};
 use crate::domain::event::format_time;
 use crate::domain::execution::{Execution, ExecutionStatus};
@@ -18,13 +20,15 @@ use crate::ports::{QueueError, SecretInfo, SecretValue, Team};
 /// Largest secret value.
 pub const MAX_SECRET_BYTES: usize = 16 * 1024;
 
-pub async fn create_team(engine: &Engine, name: &str) -> Result<Team> {
+pub async fn create_team(engine: &Engine, actor: &Actor, name: &str) -> Result<Team> {
     check_team_name(name)?;
     let team = Team {
         name: name.to_string(),
         created_at: now(engine),
     };
     engine.store.create_team(&team).await?;
+    let target = Target::new("team", name, Some(name));
+    record(engine, actor, name, "team.create", target).await;
     Ok(team)
 }
 
@@ -57,6 +61,7 @@ pub async fn team(engine: &Engine, name: &str) -> Result<Team> {
 
 pub async fn create_automation(
     engine: &Engine,
+    actor: &Actor,
     team: &str,
     input: AutomationInput,
 ) -> Result<Automation> {
@@ -70,6 +75,7 @@ pub async fn create_automation(
         updated_at: at,
     };
     engine.store.put_automation(&automation, true).await?;
+    audit_automation(engine, actor, &automation, "automation.create").await;
     Ok(automation)
 }
 
@@ -84,6 +90,7 @@ pub async fn get_automation(engine: &Engine, team: &str, id: &str) -> Result<Aut
 /// Replaces an automation's spec (PUT).
 pub async fn replace_automation(
     engine: &Engine,
+    actor: &Actor,
     team: &str,
     id: &str,
     input: AutomationInput,
@@ -93,12 +100,14 @@ pub async fn replace_automation(
     automation.spec = input;
     automation.updated_at = now(engine);
     engine.store.put_automation(&automation, false).await?;
+    audit_automation(engine, actor, &automation, "automation.update").await;
     Ok(automation)
 }
 
 /// Merges top-level fields into the stored spec (PATCH), then validates the result whole.
 pub async fn patch_automation(
     engine: &Engine,
+    actor: &Actor,
     team: &str,
     id: &str,
     patch: Map<String, Value>,
@@ -110,15 +119,37 @@ pub async fn patch_automation(
     };
     merged.extend(patch);
     let input: AutomationInput = from_json(Value::Object(merged))?;
-    replace_automation(engine, team, id, input).await
+    replace_automation(engine, actor, team, id, input).await
 }
 
-pub async fn delete_automation(engine: &Engine, team: &str, id: &str) -> Result<()> {
-    if engine.store.delete_automation(team, id).await? {
-        Ok(())
-    } else {
-        Err(Error::NotFound(format!("automation {id} does not exist")))
+pub async fn delete_automation(engine: &Engine, actor: &Actor, team: &str, id: &str) -> Result<()> {
+    // Read first for the trail's name; one that cannot be read can still be deleted.
+    let name = match engine.store.get_automation(team, id).await {
+        Ok(found) => found.map(|a| a.spec.name),
+        Err(crate::ports::StoreError::Unreadable(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if !engine.store.delete_automation(team, id).await? {
+        return Err(Error::NotFound(format!("automation {id} does not exist")));
     }
+    let target = Target::new("automation", id, name.as_deref());
+    record(engine, actor, team, "automation.delete", target).await;
+    Ok(())
+}
+
+async fn audit_automation(engine: &Engine, actor: &Actor, automation: &Automation, action: &str) {
+    let target = Target::new("automation", &automation.id, Some(&automation.spec.name));
+    record(engine, actor, &automation.team, action, target).await;
+}
+
+async fn audit_integration(
+    engine: &Engine,
+    actor: &Actor,
+    integration: &Integration,
+    action: &str,
+) {
+    let target = Target::new("integration", &integration.id, Some(&integration.name));
+    record(engine, actor, &integration.team, action, target).await;
 }
 
 async fn check_references(engine: &Engine, team: &str, input: &AutomationInput) -> Result<()> {
@@ -148,6 +179,7 @@ async fn check_references(engine: &Engine, team: &str, input: &AutomationInput) 
 
 pub async fn create_integration(
     engine: &Engine,
+    actor: &Actor,
     team: &str,
     input: IntegrationInput,
 ) -> Result<Integration> {
@@ -167,12 +199,14 @@ pub async fn create_integration(
     };
     apply_integration(engine, &mut integration, input).await?;
     engine.store.put_integration(&integration, true).await?;
+    audit_integration(engine, actor, &integration, "integration.create").await;
     Ok(integration)
 }
 
 /// Replaces an integration's settings (PUT); re-enables it when `enabled` is true.
 pub async fn replace_integration(
     engine: &Engine,
+    actor: &Actor,
     team: &str,
     id: &str,
     input: IntegrationInput,
@@ -181,6 +215,7 @@ pub async fn replace_integration(
     apply_integration(engine, &mut integration, input).await?;
     integration.updated_at = now(engine);
     engine.store.put_integration(&integration, false).await?;
+    audit_integration(engine, actor, &integration, "integration.update").await;
     Ok(integration)
 }
 
@@ -227,7 +262,12 @@ pub async fn get_integration(engine: &Engine, team: &str, id: &str) -> Result<In
         .ok_or_else(|| Error::NotFound(format!("integration {id} does not exist")))
 }
 
-pub async fn delete_integration(engine: &Engine, team: &str, id: &str) -> Result<()> {
+pub async fn delete_integration(
+    engine: &Engine,
+    actor: &Actor,
+    team: &str,
+    id: &str,
+) -> Result<()> {
     let users: Vec<String> = engine
         .store
         .list_automations(team)
@@ -243,21 +283,29 @@ pub async fn delete_integration(engine: &Engine, team: &str, id: &str) -> Result
             users.join(", ")
         )));
     }
-    if engine.store.delete_integration(team, id).await? {
-        Ok(())
-    } else {
-        Err(Error::NotFound(format!("integration {id} does not exist")))
+    let name = match engine.store.get_integration(team, id).await {
+        Ok(found) => found.map(|i| i.name),
+        Err(crate::ports::StoreError::Unreadable(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if !engine.store.delete_integration(team, id).await? {
+        return Err(Error::NotFound(format!("integration {id} does not exist")));
     }
+    let target = Target::new("integration", id, name.as_deref());
+    record(engine, actor, team, "integration.delete", target).await;
+    Ok(())
 }
 
 /// Sends one real request through an integration and reports what came back.
 pub async fn test_integration(
     engine: &Engine,
+    actor: &Actor,
     team: &str,
     id: &str,
     payload: Option<Value>,
 ) -> Result<Value> {
     let integration = get_integration(engine, team, id).await?;
+    audit_integration(engine, actor, &integration, "integration.test").await;
     let template = payload
         .unwrap_or_else(|| json!({"event_type": "TEST", "message": "a test from automations"}));
     check_json("payload", &template, MAX_TEMPLATE_BYTES)?;
@@ -295,6 +343,7 @@ pub async fn test_integration(
 
 pub async fn put_secret(
     engine: &Engine,
+    actor: &Actor,
     team: &str,
     name: &str,
     value: String,
@@ -309,13 +358,15 @@ pub async fn put_secret(
         .secrets
         .put_secret(team, name, &SecretValue(value))
         .await?;
+    let target = Target::new("secret", name, Some(name));
+    record(engine, actor, team, "secret.set", target).await;
     Ok(SecretInfo {
         name: name.to_string(),
         updated_at: now(engine),
     })
 }
 
-pub async fn delete_secret(engine: &Engine, team: &str, name: &str) -> Result<()> {
+pub async fn delete_secret(engine: &Engine, actor: &Actor, team: &str, name: &str) -> Result<()> {
     let mut users: Vec<String> = engine
         .store
         .list_integrations(team)
@@ -345,11 +396,12 @@ pub async fn delete_secret(engine: &Engine, team: &str, name: &str) -> Result<()
             users.join(", ")
         )));
     }
-    if engine.secrets.delete_secret(team, name).await? {
-        Ok(())
-    } else {
-        Err(Error::NotFound(format!("secret {name} does not exist")))
+    if !engine.secrets.delete_secret(team, name).await? {
+        return Err(Error::NotFound(format!("secret {name} does not exist")));
     }
+    let target = Target::new("secret", name, Some(name));
+    record(engine, actor, team, "secret.delete", target).await;
+    Ok(())
 }
 
 // Executions
@@ -363,7 +415,12 @@ pub async fn get_execution(engine: &Engine, team: &str, id: &str) -> Result<Exec
 }
 
 /// Sends a finished or failed execution again: a new round of attempts on the schedule.
-pub async fn retry_execution(engine: &Engine, team: &str, id: &str) -> Result<Execution> {
+pub async fn retry_execution(
+    engine: &Engine,
+    actor: &Actor,
+    team: &str,
+    id: &str,
+) -> Result<Execution> {
     let mut execution = get_execution(engine, team, id).await?;
     if execution.status == ExecutionStatus::Pending {
         return Err(Error::Conflict(format!(
@@ -406,6 +463,8 @@ pub async fn retry_execution(engine: &Engine, team: &str, id: &str) -> Result<Ex
         }
         return Err(e.into());
     }
+    let target = Target::new("execution", id, Some(&execution.automation_name));
+    record(engine, actor, team, "execution.retry", target).await;
     Ok(execution)
 }
 

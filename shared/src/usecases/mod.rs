@@ -1,5 +1,6 @@
 //! The use cases, written once against the ports: ingest, evaluate, dispatch, manage.
 
+pub mod access;
 pub mod dispatch;
 pub mod evaluate;
 pub mod ingest;
@@ -11,13 +12,15 @@ use crate::delivery::guard::OutboundGuard;
 use crate::delivery::retry::RetrySchedule;
 use crate::domain::Invalid;
 use crate::ports::{
-    AutomationStore, Clock, Queue, QueueError, SecretStore, StoreError, WebhookSender,
+    AccessStore, AutomationStore, Clock, Queue, QueueError, SecretStore, StoreError, WebhookSender,
 };
 
 /// Everything the use cases need, wired by a runtime.
 #[derive(Clone)]
 pub struct Engine {
     pub store: Arc<dyn AutomationStore>,
+    /// Team keys and the audit trail.
+    pub access: Arc<dyn AccessStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub events: Arc<dyn Queue>,
     pub actions: Arc<dyn Queue>,
@@ -35,6 +38,8 @@ pub struct Settings {
     /// the local runtime is behind its data-directory lock: claims on executions made by
     /// earlier processes are then void, since those processes are gone.
     pub sole_instance: Option<String>,
+    /// Requests a second (and burst) each key may send events with.
+    pub ingest_limit: crate::domain::access::RateLimit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,9 @@ pub enum Error {
     Invalid(#[from] Invalid),
     #[error("{0}")]
     NotFound(String),
+    /// What a request names in `field` does not exist.
+    #[error(transparent)]
+    Missing(Invalid),
     #[error("{0}")]
     Conflict(String),
     #[error(transparent)]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use automations_tests::{Receiver, Server, ServerOptions};
 use serde_json::{Value, json};
+use shared::domain::access::Actor;
 use shared::domain::automation::{Automation, AutomationInput};
 use shared::domain::event::{Event, EventInput};
 use shared::local::LocalRuntime;
@@ -271,9 +272,12 @@ async fn aws(events: usize, scopes: usize) {
     let stack = Stack::with_functions_at(&setup, &functions, settings).await;
     let engine = stack.engine.clone();
     let receiver = Receiver::start().await;
-    manage::create_team(&engine, "acme").await.expect("team");
+    manage::create_team(&engine, &Actor::operator(), "acme")
+        .await
+        .expect("team");
     manage::put_secret(
         &engine,
+        &Actor::operator(),
         "acme",
         "SIGNING",
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
@@ -281,24 +285,38 @@ async fn aws(events: usize, scopes: usize) {
     .await
     .expect("secret");
     let hook = json!({"type": "webhook", "name": "sink", "url": receiver.url, "signing_secret": "SIGNING"});
-    let integration =
-        manage::create_integration(&engine, "acme", serde_json::from_value(hook).expect("hook"))
-            .await
-            .expect("integration");
+    let integration = manage::create_integration(
+        &engine,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(hook).expect("hook"),
+    )
+    .await
+    .expect("integration");
     // Each event matches one automation of its registry; a team-wide one is looked at too.
     for r in 0..scopes {
         let spec = json!({"name": format!("deploy-{r}"), "scope": {"type": "registry", "name": format!("model-{r}")},
             "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "production"}},
             "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
-        manage::create_automation(&engine, "acme", serde_json::from_value(spec).expect("spec"))
-            .await
-            .expect("automation");
+        manage::create_automation(
+            &engine,
+            &Actor::operator(),
+            "acme",
+            serde_json::from_value(spec).expect("spec"),
+        )
+        .await
+        .expect("automation");
     }
     let spec = json!({"name": "audit", "scope": {"type": "team"},
         "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "staging"}}, "action": {"type": "no_op"}});
-    manage::create_automation(&engine, "acme", serde_json::from_value(spec).expect("spec"))
-        .await
-        .expect("automation");
+    manage::create_automation(
+        &engine,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).expect("spec"),
+    )
+    .await
+    .expect("automation");
     counter.take();
 
     // Ingest: batches of 100 through the ingest function's router.

@@ -2,6 +2,7 @@
 //! encrypted secrets. Access paths mirror the DynamoDB design: key lookups, one index for
 //! matching automations, conditional writes.
 
+mod access;
 mod queue;
 mod secrets;
 mod store;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+pub use access::SqliteAccess;
 pub use queue::{LocalDeadLetters, SqliteQueue};
 pub use secrets::{SecretsKey, SqliteSecrets};
 pub use store::SqliteStore;
@@ -83,6 +85,22 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     -- When it moved to its dead-letter queue.
     dead_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    -- SHA-256 of the key, hex: the key itself is never stored.
+    hash TEXT PRIMARY KEY,
+    team TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (team, id)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    team TEXT NOT NULL,
+    id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (team, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_by_expiry ON audit (expires_at);
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue_messages (queue, visible_at, id);
 "#;
 

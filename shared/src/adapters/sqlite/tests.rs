@@ -11,7 +11,8 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 
 use super::{
-    Database, LocalDeadLetters, SecretsKey, SqliteQueue, SqliteSecrets, SqliteStore, SqliteTamper,
+    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteQueue, SqliteSecrets, SqliteStore,
+    SqliteTamper,
 };
 use crate::conformance::{self, ManualClock, QueueUnderTest};
 use crate::ports::{Clock, DeadLetters, Queue, SecretStore, SecretValue, SystemClock};
@@ -65,6 +66,14 @@ async fn store_conforms() {
     let clock = manual_clock();
     let store = SqliteStore::new(file.db.clone(), clock.clone());
     conformance::store_suite(Arc::new(store), clock, &SqliteTamper(file.db.clone())).await;
+}
+
+#[tokio::test]
+async fn access_conforms() {
+    let file = DbFile::new();
+    let clock = manual_clock();
+    let access = SqliteAccess::new(file.db.clone(), clock.clone());
+    conformance::access_suite(Arc::new(access), clock).await;
 }
 
 #[tokio::test]

@@ -5,18 +5,20 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use super::{AppState, created, listed, team};
+use super::{AppState, Caller, created, listed, team};
 use crate::domain::automation::{Automation, AutomationInput};
 use crate::http::extract::{ApiPath, ApiResult, JsonBody, object, parse};
 use crate::usecases::manage;
 
 pub async fn create(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath(t): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
-    let automation = manage::create_automation(&s.engine, &t, parse(body)?).await?;
+    let automation =
+        manage::create_automation(&s.engine, &caller.actor(), &t, parse(body)?).await?;
     Ok(created(automation.public_view()))
 }
 
@@ -42,31 +44,34 @@ pub async fn get(
 
 pub async fn replace(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
     let input: AutomationInput = parse(body)?;
-    let automation = manage::replace_automation(&s.engine, &t, &id, input).await?;
+    let automation = manage::replace_automation(&s.engine, &caller.actor(), &t, &id, input).await?;
     Ok(Json(automation.public_view()).into_response())
 }
 
 pub async fn patch(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
     let patch = object(body)?;
-    let automation = manage::patch_automation(&s.engine, &t, &id, patch).await?;
+    let automation = manage::patch_automation(&s.engine, &caller.actor(), &t, &id, patch).await?;
     Ok(Json(automation.public_view()).into_response())
 }
 
 pub async fn delete(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
-    manage::delete_automation(&s.engine, &t, &id).await?;
+    manage::delete_automation(&s.engine, &caller.actor(), &t, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::Value;
 
-use super::{AppState, listed, team};
+use super::{AppState, Caller, listed, team};
 use crate::domain::execution::Execution;
 use crate::http::extract::{ApiPath, ApiResult, Page};
 use crate::usecases::manage;
@@ -50,9 +50,10 @@ pub async fn get(
 
 pub async fn retry(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
-    let execution = manage::retry_execution(&s.engine, &t, &id).await?;
+    let execution = manage::retry_execution(&s.engine, &caller.actor(), &t, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(execution.public_view())).into_response())
 }

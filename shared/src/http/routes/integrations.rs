@@ -7,20 +7,21 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, created, listed, team};
+use super::{AppState, Caller, created, listed, team};
 use crate::domain::integration::IntegrationInput;
 use crate::http::extract::{ApiPath, ApiResult, JsonBody, parse};
 use crate::usecases::manage;
 
 pub async fn create(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath(t): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
     let input: IntegrationInput = parse(body)?;
     Ok(created(json!(
-        manage::create_integration(&s.engine, &t, input).await?
+        manage::create_integration(&s.engine, &caller.actor(), &t, input).await?
     )))
 }
 
@@ -45,23 +46,25 @@ pub async fn get(
 
 pub async fn replace(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
     let input: IntegrationInput = parse(body)?;
     Ok(Json(json!(
-        manage::replace_integration(&s.engine, &t, &id, input).await?
+        manage::replace_integration(&s.engine, &caller.actor(), &t, &id, input).await?
     ))
     .into_response())
 }
 
 pub async fn delete(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, id)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
-    manage::delete_integration(&s.engine, &t, &id).await?;
+    manage::delete_integration(&s.engine, &caller.actor(), &t, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -73,6 +76,7 @@ struct TestRequest {
 
 pub async fn test(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, id)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
@@ -82,5 +86,8 @@ pub async fn test(
     } else {
         parse(body)?
     };
-    Ok(Json(manage::test_integration(&s.engine, &t, &id, request.payload).await?).into_response())
+    Ok(
+        Json(manage::test_integration(&s.engine, &caller.actor(), &t, &id, request.payload).await?)
+            .into_response(),
+    )
 }

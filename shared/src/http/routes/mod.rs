@@ -1,5 +1,8 @@
-//! Routes of the API, one file per resource. Every route but `/healthz` needs the Bearer key.
+//! Routes of the API, one file per resource, and who may use each. Every route but
+//! `/healthz` needs a Bearer key: the operator's, or a team key whose role allows it.
 
+mod api_keys;
+mod audit;
 mod automations;
 mod dead_letters;
 mod events;
@@ -10,37 +13,45 @@ mod teams;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::extract::ApiResult;
+use super::rate_limit::{RateLimiter, retry_after_seconds};
 use super::{ApiError, MAX_BODY_BYTES};
+use crate::domain::access::{Access, Actor, KeyHash};
 use crate::ports::{DeadLetters, Listing, Unreadable};
+use crate::usecases::access::{Unauthenticated, authenticate};
 use crate::usecases::{Engine, manage};
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
-    operator_key_sha256: Arc<[u8; 32]>,
+    operator_key: Arc<KeyHash>,
     /// The runtime's dead-letter queues, where it keeps them itself (the local runtime);
     /// on AWS they are SQS queues, redriven with SQS.
     dead_letters: Option<Arc<dyn DeadLetters>>,
+    /// The events route's buckets, per key.
+    ingest_limiter: Arc<RateLimiter>,
 }
 
 impl AppState {
     /// Keeps only the operator key's hash.
     pub fn new(engine: Engine, operator_key: &str) -> Self {
+        let ingest_limiter = Arc::new(RateLimiter::new(engine.settings.ingest_limit));
         Self {
             engine,
-            operator_key_sha256: Arc::new(Sha256::digest(operator_key.as_bytes()).into()),
+            operator_key: Arc::new(KeyHash::of(operator_key)),
             dead_letters: None,
+            ingest_limiter,
         }
     }
 
@@ -60,6 +71,206 @@ pub enum Surface {
     Management,
 }
 
+/// One route of the API: what it is and who may use it. The router is built from the
+/// table [`routes`] returns, so every route served has an entry there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: Method,
+    /// The path as the router matches it, e.g. `/v1/teams/{team}/automations/{id}`.
+    pub path: &'static str,
+    /// What the caller needs; `None` for the routes anyone may call.
+    pub access: Option<Access>,
+}
+
+impl RouteSpec {
+    /// Whether `surface` serves this route: the ingest function the events route, the api
+    /// function the others.
+    pub fn served_by(&self, surface: Surface) -> bool {
+        let events = self.path == EVENTS_PATH;
+        match surface {
+            Surface::All => true,
+            Surface::Ingest => events,
+            Surface::Management => !events,
+        }
+    }
+}
+
+const EVENTS_PATH: &str = "/v1/teams/{team}/events";
+
+/// Every route, with its handler.
+fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
+    use Access::{Admin, Operator, Read, Send};
+    let route = |method: Method, path: &'static str, access: Option<Access>, handler| {
+        let spec = RouteSpec {
+            method,
+            path,
+            access,
+        };
+        (spec, handler)
+    };
+    vec![
+        route(Method::GET, "/healthz", None, get(health)),
+        route(Method::GET, "/v1/teams", Some(Operator), get(teams::list)),
+        route(
+            Method::POST,
+            "/v1/teams",
+            Some(Operator),
+            post(teams::create),
+        ),
+        route(Method::GET, "/v1/teams/{team}", Some(Read), get(teams::get)),
+        route(Method::POST, EVENTS_PATH, Some(Send), post(events::post)),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/automations",
+            Some(Read),
+            get(automations::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/automations",
+            Some(Admin),
+            post(automations::create),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/automations/{id}",
+            Some(Read),
+            get(automations::get),
+        ),
+        route(
+            Method::PUT,
+            "/v1/teams/{team}/automations/{id}",
+            Some(Admin),
+            put(automations::replace),
+        ),
+        route(
+            Method::PATCH,
+            "/v1/teams/{team}/automations/{id}",
+            Some(Admin),
+            patch(automations::patch),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/teams/{team}/automations/{id}",
+            Some(Admin),
+            delete(automations::delete),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/automations/{id}/executions",
+            Some(Read),
+            get(executions::list),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/integrations",
+            Some(Read),
+            get(integrations::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/integrations",
+            Some(Admin),
+            post(integrations::create),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/integrations/{id}",
+            Some(Read),
+            get(integrations::get),
+        ),
+        route(
+            Method::PUT,
+            "/v1/teams/{team}/integrations/{id}",
+            Some(Admin),
+            put(integrations::replace),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/teams/{team}/integrations/{id}",
+            Some(Admin),
+            delete(integrations::delete),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/integrations/{id}/test",
+            Some(Admin),
+            post(integrations::test),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/secrets",
+            Some(Read),
+            get(secrets::list),
+        ),
+        route(
+            Method::PUT,
+            "/v1/teams/{team}/secrets/{name}",
+            Some(Admin),
+            put(secrets::put),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/teams/{team}/secrets/{name}",
+            Some(Admin),
+            delete(secrets::delete),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/executions/{id}",
+            Some(Read),
+            get(executions::get),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/executions/{id}/retry",
+            Some(Admin),
+            post(executions::retry),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/api-keys",
+            Some(Admin),
+            get(api_keys::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/api-keys",
+            Some(Admin),
+            post(api_keys::create),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/teams/{team}/api-keys/{id}",
+            Some(Admin),
+            delete(api_keys::revoke),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/audit",
+            Some(Admin),
+            get(audit::list),
+        ),
+        route(
+            Method::GET,
+            "/v1/dead-letters",
+            Some(Operator),
+            get(dead_letters::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/dead-letters/redrive",
+            Some(Operator),
+            post(dead_letters::redrive),
+        ),
+    ]
+}
+
+/// Every route of the API and what it needs.
+pub fn routes() -> Vec<RouteSpec> {
+    table().into_iter().map(|(spec, _)| spec).collect()
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     router_for(state, Surface::All)
@@ -67,52 +278,21 @@ pub fn router(state: AppState) -> Router {
 
 /// The routes of one surface; the others answer 404.
 pub fn router_for(state: AppState, surface: Surface) -> Router {
-    let mut team_routes = Router::new();
-    if surface != Surface::Management {
-        team_routes = team_routes.route("/events", post(events::post));
+    let mut router = Router::new();
+    for (spec, handler) in table() {
+        if !spec.served_by(surface) {
+            continue;
+        }
+        let handler = match spec.access {
+            None => handler,
+            Some(access) => handler.route_layer(middleware::from_fn_with_state(
+                (state.clone(), access),
+                authorize,
+            )),
+        };
+        router = router.route(spec.path, handler);
     }
-    if surface != Surface::Ingest {
-        team_routes = team_routes
-            .route("/", get(teams::get))
-            .route(
-                "/automations",
-                get(automations::list).post(automations::create),
-            )
-            .route(
-                "/automations/{id}",
-                get(automations::get)
-                    .put(automations::replace)
-                    .patch(automations::patch)
-                    .delete(automations::delete),
-            )
-            .route("/automations/{id}/executions", get(executions::list))
-            .route(
-                "/integrations",
-                get(integrations::list).post(integrations::create),
-            )
-            .route(
-                "/integrations/{id}",
-                get(integrations::get)
-                    .put(integrations::replace)
-                    .delete(integrations::delete),
-            )
-            .route("/integrations/{id}/test", post(integrations::test))
-            .route("/secrets", get(secrets::list))
-            .route("/secrets/{name}", put(secrets::put).delete(secrets::delete))
-            .route("/executions/{id}", get(executions::get))
-            .route("/executions/{id}/retry", post(executions::retry));
-    }
-    let mut api = Router::new().nest("/teams/{team}", team_routes);
-    if surface != Surface::Ingest {
-        api = api
-            .route("/teams", get(teams::list).post(teams::create))
-            .route("/dead-letters", get(dead_letters::list))
-            .route("/dead-letters/redrive", post(dead_letters::redrive));
-    }
-    let api = api.route_layer(middleware::from_fn_with_state(state.clone(), require_key));
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .nest("/v1", api)
+    router
         .fallback(|| async {
             ApiError::not_found("no such route; see the API routes in the README")
         })
@@ -127,23 +307,88 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         .with_state(state)
 }
 
-async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Finds the caller from its key, checks what the route needs, counts the events route's
+/// requests against the key's bucket, and hands the caller to the handler.
+async fn authorize(
+    State((state, access)): State<(AppState, Access)>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let digest: Option<[u8; 32]> = presented.map(|key| Sha256::digest(key.as_bytes()).into());
-    if digest.is_some_and(|d| constant_time_eq(&d, &state.operator_key_sha256)) {
-        next.run(request).await
-    } else {
-        ApiError::unauthorized().into_response()
+    let caller = match authenticate(&state.engine, &state.operator_key, presented).await {
+        Ok(caller) => caller,
+        Err(Unauthenticated::Unavailable(e)) => {
+            tracing::error!(error = %e, "key lookup failed");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the keys cannot be checked now; try again",
+            )
+            .into_response();
+        }
+        Err(_) => return ApiError::unauthorized().into_response(),
+    };
+    let team = params.ok().and_then(|params| {
+        params
+            .iter()
+            .find(|(name, _)| *name == "team")
+            .map(|(_, value)| value.to_string())
+    });
+    if let Err(denied) = caller.authorize(access, team.as_deref()) {
+        return ApiError::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string())
+            .into_response();
+    }
+    if access == Access::Send
+        && let Err(wait) = state.ingest_limiter.take(&caller.bucket())
+    {
+        let seconds = retry_after_seconds(wait);
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "this key sent events faster than its limit; nothing of this request was accepted; send it again in {seconds} s"
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// The caller, as [`authorize`] found it.
+pub struct Caller(pub crate::domain::access::Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<crate::domain::access::Caller>()
+            .cloned()
+            .map(Caller)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        self.0.actor()
+    }
 }
 
 /// The team must exist.

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, team};
+use super::{AppState, Caller, team};
 use crate::http::extract::{ApiPath, ApiResult, JsonBody, parse};
 use crate::usecases::manage;
 
@@ -30,22 +30,24 @@ struct SecretInput {
 
 pub async fn put(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, name)): ApiPath<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     team(&s, &t).await?;
     let input: SecretInput = parse(body)?;
     Ok(Json(json!(
-        manage::put_secret(&s.engine, &t, &name, input.value).await?
+        manage::put_secret(&s.engine, &caller.actor(), &t, &name, input.value).await?
     ))
     .into_response())
 }
 
 pub async fn delete(
     State(s): State<AppState>,
+    caller: Caller,
     ApiPath((t, name)): ApiPath<(String, String)>,
 ) -> ApiResult {
     team(&s, &t).await?;
-    manage::delete_secret(&s.engine, &t, &name).await?;
+    manage::delete_secret(&s.engine, &caller.actor(), &t, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

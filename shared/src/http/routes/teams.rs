@@ -1,4 +1,4 @@
-//! `/v1/teams`: the operator's teams.
+//! `/v1/teams`: the operator's teams, and a team as its members see it.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, created};
+use super::{AppState, Caller, created};
 use crate::http::extract::{ApiPath, ApiResult, JsonBody, parse};
 use crate::usecases::manage;
 
@@ -16,9 +16,13 @@ struct NewTeam {
     name: String,
 }
 
-pub async fn create(State(s): State<AppState>, JsonBody(body): JsonBody) -> ApiResult {
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
     let input: NewTeam = parse(body)?;
-    let team = manage::create_team(&s.engine, &input.name).await?;
+    let team = manage::create_team(&s.engine, &caller.actor(), &input.name).await?;
     Ok(created(json!(team)))
 }
 

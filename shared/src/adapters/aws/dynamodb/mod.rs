@@ -9,9 +9,15 @@
 //! | seen event | `TEAM#{team}` | `EVENT#{id}` | TTL `expires_at` |
 //! | execution | `TEAM#{team}` | `EXECUTION#{id}` | `by_automation`: `{team}#{automation}`, `{ms}#{id}` |
 //!
+//! Keys and the audit trail live in the same table ([`access`]).
+//!
 //! Items keep the domain value as JSON in `body`; key attributes sit beside it. Unique
 //! names are lock items written in the same transaction; creates and updates are
 //! conditional writes.
+
+mod access;
+
+pub use access::{DynamoAccess, KEY_HASH};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
