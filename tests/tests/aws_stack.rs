@@ -28,6 +28,7 @@ use shared::domain::access::Actor;
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::usecases::evaluate::Evaluator;
+use shared::config::{INGEST_BURST_ENV, INGEST_RATE_ENV};
 use shared::usecases::manage;
 use tower::ServiceExt;
 
@@ -201,6 +202,14 @@ impl Deployed {
             "AWS::AccountId" => "123456789012".into(),
             "AWS::Partition" => "aws".into(),
             "AWS::URLSuffix" => "amazonaws.com".into(),
+            parameter if self.template["Parameters"].get(parameter).is_some() => {
+                let default = &self.template["Parameters"][parameter]["Default"];
+                match default {
+                    Value::Number(n) => n.to_string(),
+                    Value::String(s) => s.clone(),
+                    other => panic!("parameter {parameter} has no plain default: {other:?}"),
+                }
+            }
             logical => match self.physical.get(logical) {
                 Some(id) => id.clone(),
                 // moto makes no secret: its name is what the test creates it under.
@@ -326,15 +335,34 @@ fn iam_action(operation: &str) -> String {
     format!("{service}:{call}")
 }
 
-/// The function's configuration: exactly the contract's variables, as the template gives them.
+/// The settings a function gets besides the contract's variables: the ingest function's
+/// per-key rate limit.
+fn settings_of(function: &str) -> &'static [&'static str] {
+    match function {
+        "IngestFunction" => &[INGEST_RATE_ENV, INGEST_BURST_ENV],
+        _ => &[],
+    }
+}
+
+/// The function's configuration: exactly the contract's variables (and its settings), as
+/// the template gives them.
 fn config(deployed: &Deployed, function: &str) -> LambdaConfig {
     let vars = deployed.variables(function);
     assert_eq!(
         vars.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        CONTRACT.into_iter().collect::<BTreeSet<_>>(),
-        "{function} gets exactly the contract's variables"
+        CONTRACT
+            .into_iter()
+            .chain(settings_of(function).iter().copied())
+            .collect::<BTreeSet<_>>(),
+        "{function} gets exactly the contract's variables and its settings"
     );
     let mut config = LambdaConfig::from_vars(&|name| vars.get(name).cloned()).unwrap();
+    // The template's defaults are the code's.
+    assert_eq!(
+        config.settings.ingest_limit,
+        shared::domain::access::RateLimit::default(),
+        "{function}'s ingest limit"
+    );
     // The receiver is on loopback, which the outbound guard refuses in production, and the
     // retry waits a second instead of minutes; only this test changes them.
     config.settings.guard = Arc::new(OutboundGuard::new(
