@@ -62,7 +62,8 @@ impl Receiver {
         .await
     }
 
-    /// A receiver that answers 200 with each request echoed back (see [`echo`]).
+    /// A receiver that answers with each request echoed back (see [`echo`]), with the
+    /// scripted statuses first, then 200.
     pub async fn start_echo() -> Receiver {
         Self::serve(Inner {
             echo: true,
@@ -126,7 +127,9 @@ async fn record(
     };
     let mut answer = inner.script.lock().expect("lock").pop_front();
     if inner.echo {
-        answer = Some((200, echo(&headers, &body)));
+        // The scripted status (200 when none is left), with the echo as the body.
+        let status = answer.map_or(200, |(status, _)| status);
+        answer = Some((status, echo(&headers, &body)));
     }
     inner.deliveries.lock().expect("lock").push(Delivery {
         headers,

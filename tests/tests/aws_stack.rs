@@ -22,13 +22,13 @@ use aws_sdk_cloudformation::types::Capability;
 use serde_json::json;
 use serde_norway::Value;
 use shared::adapters::aws::{SqsQueue, dynamodb};
+use shared::config::{INGEST_BURST_ENV, INGEST_RATE_ENV};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
 use shared::domain::access::Actor;
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::usecases::evaluate::Evaluator;
-use shared::config::{INGEST_BURST_ENV, INGEST_RATE_ENV};
 use shared::usecases::manage;
 use tower::ServiceExt;
 

@@ -336,3 +336,161 @@ async fn a_token_that_cannot_be_a_header_fails_at_once_naming_the_secret() {
     assert!(!e.to_string().contains("ghp_abc"), "{e}");
     assert_eq!(receiver.count(), 0);
 }
+
+/// Every route of the router, with the ids of real items put in.
+fn concrete(path: &str, ids: &[(&str, &str)]) -> String {
+    ids.iter()
+        .fold(path.to_string(), |p, (name, value)| p.replace(name, value))
+}
+
+#[tokio::test]
+async fn no_secret_value_or_api_key_shows_in_any_answer_record_trail_log_or_file() {
+    // GIVEN a team with a key of every role, secrets of unique values, and a receiver that
+    // echoes what it gets, failing the first time
+    let server = Server::start(options());
+    let receiver = Receiver::start_echo().await;
+    receiver.script(&[(503, "")]);
+    let operator = server.api();
+    operator.create_team("acme").await;
+    let mut keys = vec![automations_tests::server::OPERATOR_KEY.to_string()];
+    let (_, admin_key) = operator.grant_key("acme", "alice", "admin").await;
+    let admin = operator.with_key(&admin_key);
+    keys.push(admin_key.clone());
+    let mut role_keys = Vec::new();
+    for role in ["member", "ingest", "agent"] {
+        let (id, key) = admin.grant_key("acme", role, role).await;
+        keys.push(key.clone());
+        role_keys.push((id, key));
+    }
+    let unique = [
+        ("LEAK_TOKEN", "tok-8f3a2c91-unique"),
+        ("LEAK_SIGNING", "whsec_bGVhay1zaWduaW5nLXVuaXF1ZS0wMDAx"),
+        ("LEAK_PAYLOAD", "payload-secret-5e1d-unique"),
+    ];
+    for (name, value) in unique {
+        admin.put_secret("acme", name, value).await;
+    }
+
+    // WHEN the team's work is done: an integration that sends the token and signs, its
+    // test, an automation whose payload has a secret, an event (sent with the ingest key),
+    // a failed attempt, its retry, a manual retry
+    let hook = admin
+        .webhook(
+            "acme",
+            json!({"type": "webhook", "name": "echo", "url": receiver.url,
+                   "access_token_secret": "LEAK_TOKEN", "signing_secret": "LEAK_SIGNING"}),
+        )
+        .await;
+    let automation = admin
+        .automation(
+            "acme",
+            json!({"name": "leaky", "scope": {"type": "team"}, "event": {"type": "LINK_ARTIFACT"},
+                   "action": {"type": "webhook", "integration": hook,
+                              "payload": {"s": "${LEAK_PAYLOAD}", "v": "${artifact_version}"}}}),
+        )
+        .await;
+    let ingest = operator.with_key(&role_keys[1].1);
+    ingest
+        .events(
+            "acme",
+            json!({"id": "leak-1", "event_type": "LINK_ARTIFACT", "project": "p",
+                   "artifact": {"collection": "c", "version": "v1"}}),
+        )
+        .await;
+    let list = admin
+        .wait_executions("acme", &automation, WAIT, |l| {
+            l.first().is_some_and(|e| e["status"] == "FINISHED")
+        })
+        .await;
+    let execution = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        list[0]["attempts"].as_array().unwrap().len(),
+        2,
+        "a failure, then its retry"
+    );
+    admin
+        .expect(
+            202,
+            "POST",
+            &format!("/v1/teams/acme/executions/{execution}/retry"),
+            None,
+        )
+        .await;
+    admin
+        .wait_executions("acme", &automation, WAIT, |l| {
+            l.first().is_some_and(|e| e["status"] == "FINISHED")
+        })
+        .await;
+
+    // AND every route is called by every key, with the ids of real items; the deletes and
+    // revokes last
+    let ids = [("{team}", "acme"), ("{name}", "LEAK_TOKEN"), ("{id}", "")];
+    let mut answers: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut table = shared::http::routes();
+    table.sort_by_key(|r| r.method == reqwest::Method::DELETE);
+    for route in &table {
+        let id = if route.path.contains("/automations/") {
+            automation.as_str()
+        } else if route.path.contains("/integrations/") {
+            hook.as_str()
+        } else if route.path.contains("/executions/") {
+            execution.as_str()
+        } else {
+            role_keys[2].0.as_str() // the agent's key, revoked by the admin's DELETE
+        };
+        let mut ids = ids;
+        ids[2].1 = id;
+        let path = concrete(route.path, &ids);
+        for key in &keys {
+            let caller = operator.with_key(key);
+            let (status, body) = caller.call_raw(route.method.as_str(), &path, None).await;
+            answers.push((
+                format!("{} {path} ({status})", route.method),
+                body.into_bytes(),
+            ));
+        }
+    }
+
+    // THEN the receiver got the secrets (so the echoes held them in every encoding)
+    let deliveries = receiver.deliveries();
+    assert!(deliveries.len() >= 4, "{} deliveries", deliveries.len());
+    assert_eq!(deliveries[0].json()["s"], unique[2].1);
+
+    // AND no answer, execution record, audit entry, log line or file holds any of them,
+    // nor any API key, in any encoding
+    let record = raw(
+        &admin,
+        "GET",
+        &format!("/v1/teams/acme/executions/{execution}"),
+        None,
+    )
+    .await;
+    let trail = raw(&admin, "GET", "/v1/teams/acme/audit?limit=200", None).await;
+    assert!(
+        trail.contains("execution.retry") && trail.contains("api_key.revoke"),
+        "{trail}"
+    );
+    let mut surfaces = answers;
+    surfaces.push(("the execution".into(), record.into_bytes()));
+    surfaces.push(("the audit trail".into(), trail.into_bytes()));
+    surfaces.extend(stored_bytes(&server));
+    let mut needles: Vec<(String, String)> = unique
+        .iter()
+        .map(|(name, value)| (format!("secret {name}"), value.to_string()))
+        .collect();
+    needles.extend(
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| (format!("API key {i}"), key.clone())),
+    );
+    for (what, value) in &needles {
+        for form in encodings(value.as_bytes()) {
+            for (surface, bytes) in &surfaces {
+                assert!(
+                    !contains(bytes, form.as_bytes()),
+                    "{what} shows in {surface} as {form:?}"
+                );
+            }
+        }
+    }
+}
