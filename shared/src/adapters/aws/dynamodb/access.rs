@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use time::OffsetDateTime;
 
 use super::{
-    BODY, EXPIRES_AT, Item, PARTITION_KEY, SORT_KEY, backend, body, condition_failed, decode, n, s,
-    team_pk, to_json,
+    BODY, EXPIRES_AT, Item, PARTITION_KEY, SORT_KEY, backend, body, decode, get_item, n,
+    query_prefix, s, team_pk, to_json, transact,
 };
 use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
 use crate::ports::{AccessStore, Clock, Listing, StoreError, StoreResult};
@@ -47,17 +47,7 @@ impl DynamoAccess {
     }
 
     async fn get(&self, pk: AttributeValue, sk: String) -> StoreResult<Option<Item>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, pk)
-            .key(SORT_KEY, s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("GetItem", e))?;
-        Ok(out.item)
+        get_item(&self.client, &self.table, pk, sk).await
     }
 
     fn put(&self, item: Item) -> StoreResult<TransactWriteItem> {
@@ -84,17 +74,7 @@ impl DynamoAccess {
     }
 
     async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<bool> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("TransactWriteItems", e)),
-        }
+        transact(&self.client, items).await
     }
 }
 
@@ -131,22 +111,7 @@ impl AccessStore for DynamoAccess {
     }
 
     async fn list_keys(&self, team: &str) -> StoreResult<Listing<ApiKey>> {
-        let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", PARTITION_KEY)
-            .expression_attribute_names("#sk", SORT_KEY)
-            .expression_attribute_values(":pk", team_pk(team))
-            .expression_attribute_values(":prefix", s("API_KEY#"))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| backend("Query", e))?;
+        let items = query_prefix(&self.client, &self.table, team, "API_KEY#").await?;
         Ok(items.iter().map(|item| decode("api key", item)).collect())
     }
 

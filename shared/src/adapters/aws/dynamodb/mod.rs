@@ -238,17 +238,7 @@ impl DynamoStore {
     }
 
     async fn get(&self, pk: AttributeValue, sk: String) -> StoreResult<Option<Item>> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PARTITION_KEY, pk)
-            .key(SORT_KEY, s(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| backend("GetItem", e))?;
-        Ok(out.item)
+        get_item(&self.client, &self.table, pk, sk).await
     }
 
     /// The domain value kept in a team's item `sk`.
@@ -266,21 +256,7 @@ impl DynamoStore {
 
     /// Every item of a team whose sort key starts with `prefix`.
     async fn query_prefix(&self, team: &str, prefix: &str) -> StoreResult<Vec<Item>> {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .expression_attribute_names("#pk", PARTITION_KEY)
-            .expression_attribute_names("#sk", SORT_KEY)
-            .expression_attribute_values(":pk", team_pk(team))
-            .expression_attribute_values(":prefix", s(prefix))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| backend("Query", e))
+        query_prefix(&self.client, &self.table, team, prefix).await
     }
 
     /// A conditional Put; with `expect_name`, it also requires the stored item to still
@@ -345,16 +321,10 @@ impl DynamoStore {
         items: Vec<TransactWriteItem>,
         conflict: impl FnOnce() -> String,
     ) -> StoreResult<()> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(StoreError::Conflict(conflict())),
-            Err(e) => Err(backend("TransactWriteItems", e)),
+        if transact(&self.client, items).await? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(conflict()))
         }
     }
 
@@ -450,6 +420,63 @@ impl DynamoStore {
             s(execution_sort(execution.triggered_at_ms, &execution.id)),
         );
         Ok(item)
+    }
+}
+
+/// The item `pk`/`sk`, read consistently.
+async fn get_item(
+    client: &Client,
+    table: &str,
+    pk: AttributeValue,
+    sk: String,
+) -> StoreResult<Option<Item>> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(PARTITION_KEY, pk)
+        .key(SORT_KEY, s(sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| backend("GetItem", e))?;
+    Ok(out.item)
+}
+
+/// Every item of a team whose sort key starts with `prefix`, read consistently.
+async fn query_prefix(
+    client: &Client,
+    table: &str,
+    team: &str,
+    prefix: &str,
+) -> StoreResult<Vec<Item>> {
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+        .expression_attribute_names("#pk", PARTITION_KEY)
+        .expression_attribute_names("#sk", SORT_KEY)
+        .expression_attribute_values(":pk", team_pk(team))
+        .expression_attribute_values(":prefix", s(prefix))
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| backend("Query", e))
+}
+
+/// Writes `items` in one transaction: `false` when a condition failed (nothing written).
+async fn transact(client: &Client, items: Vec<TransactWriteItem>) -> StoreResult<bool> {
+    match client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if condition_failed(&e) => Ok(false),
+        Err(e) => Err(backend("TransactWriteItems", e)),
     }
 }
 
