@@ -25,8 +25,10 @@ pub enum Unauthenticated {
 }
 
 /// The caller whose key this is: the operator (whose key's hash is `operator`), or the
-/// holder of a team key that exists. The operator key is compared in constant time; a team
-/// key is found by its hash, then compared in constant time too.
+/// holder of a team key that exists. The operator key's hash is compared in constant time;
+/// a team key is found by its SHA-256 (an exact-match lookup: what its timing could reveal
+/// is about the hash, which tells nothing about any key). Only well-formed team keys are
+/// looked up.
 pub async fn authenticate(
     engine: &Engine,
     operator: &KeyHash,

@@ -323,8 +323,7 @@ async fn authorize(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     let caller = match authenticate(&state.engine, &state.operator_key, presented).await {
         Ok(caller) => caller,
         Err(Unauthenticated::Unavailable(e)) => {
@@ -369,6 +368,15 @@ async fn authorize(
     next.run(request).await
 }
 
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// The caller, as [`authorize`] found it.
 pub struct Caller(pub crate::domain::access::Caller);
 
@@ -410,4 +418,31 @@ fn listed<T>(team: &str, key: &str, listing: &Listing<T>, view: impl Fn(&T) -> V
     }
     let items: Vec<Value> = listing.items().map(view).collect();
     json!({ key: items, "unreadable": unreadable })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_in_any_case() {
+        assert_eq!(bearer_token("Bearer atm_x"), Some("atm_x"));
+        assert_eq!(bearer_token("bearer  atm_x "), Some("atm_x"));
+        assert_eq!(bearer_token("BEARER atm_x"), Some("atm_x"));
+        assert_eq!(bearer_token("Basic atm_x"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("atm_x"), None);
+    }
+
+    #[test]
+    fn every_route_is_served_by_one_lambda_surface() {
+        for route in routes() {
+            let served = [Surface::Ingest, Surface::Management]
+                .iter()
+                .filter(|s| route.served_by(**s))
+                .count();
+            assert_eq!(served, 1, "{} {}", route.method, route.path);
+            assert!(route.served_by(Surface::All));
+        }
+    }
 }
