@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
+use crate::domain::access::{ApiKey, AuditEntry, KeyHash, StoredKey};
 use crate::domain::automation::Automation;
 use crate::domain::event::EventType;
 use crate::domain::execution::Execution;
@@ -186,8 +186,14 @@ pub trait AccessStore: Send + Sync {
     /// Stores a key under its hash (a `GetItem` finds it) and in its team's listing, both
     /// at once; `Conflict` when the hash or the id is taken.
     async fn create_key(&self, key: &ApiKey, hash: &KeyHash) -> StoreResult<()>;
-    /// The key whose hash this is, if it exists and is not revoked.
-    async fn key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>>;
+    /// The key whose hash this is, with the hash it is stored under, if it exists and is
+    /// not revoked. A cache in front of a store may answer `MayBeCached` lookups from what
+    /// it read within its time to live; `Fresh` ones always read the store.
+    async fn key_by_hash(
+        &self,
+        hash: &KeyHash,
+        lookup: KeyLookup,
+    ) -> StoreResult<Option<StoredKey>>;
     /// A team's keys, oldest first.
     async fn list_keys(&self, team: &str) -> StoreResult<Listing<ApiKey>>;
     /// A team's key by its id.
@@ -206,6 +212,15 @@ pub trait AccessStore: Send + Sync {
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Listing<AuditEntry>>;
+}
+
+/// How fresh a key lookup must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLookup {
+    /// What a cache read within its time to live will do (the events route).
+    MayBeCached,
+    /// Read from the store: a key revoked anywhere fails at once.
+    Fresh,
 }
 
 /// A secret's value. Its `Debug` never shows it.

@@ -391,22 +391,31 @@ async fn events_over_a_keys_rate_get_429_and_nothing_of_them_is_accepted() {
                "artifact": {"collection": "c", "version": "v1"}})
     };
 
-    // WHEN the key sends three requests at once
-    job.events("acme", event("e-1")).await;
-    job.events("acme", event("e-2")).await;
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .post(format!("{}/v1/teams/acme/events", server.base))
-        .bearer_auth(&job.key)
-        .json(&json!({"events": [event("e-3"), event("e-4")]}))
-        .send()
-        .await
-        .unwrap();
+    // WHEN the key sends requests as fast as it can (the burst, then more)
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut refused = None;
+    for n in 0..10 {
+        let batch = json!({"events": [event(&format!("e-{n}-a")), event(&format!("e-{n}-b"))]});
+        let response = http
+            .post(format!("{}/v1/teams/acme/events", server.base))
+            .bearer_auth(&job.key)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            202 => continue,
+            429 => {
+                refused = Some((n, response));
+                break;
+            }
+            other => panic!("request {n}: {other}"),
+        }
+    }
 
-    // THEN the third gets 429 with Retry-After, saying nothing was accepted
-    assert_eq!(response.status().as_u16(), 429);
+    // THEN one past the burst gets 429 with Retry-After, saying nothing was accepted
+    let (n, response) = refused.expect("no request was refused");
+    assert!(n >= 2, "refused within the burst, at request {n}");
     let retry_after: u64 = response.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -419,10 +428,11 @@ async fn events_over_a_keys_rate_get_429_and_nothing_of_them_is_accepted() {
     other.events("acme", event("e-5")).await;
     // AND after the wait, the refused events are new: none of them was accepted before
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    let (a, b) = (format!("e-{n}-a"), format!("e-{n}-b"));
     let report = job
-        .events("acme", json!({"events": [event("e-3"), event("e-4")]}))
+        .events("acme", json!({"events": [event(&a), event(&b)]}))
         .await;
-    assert_eq!(report["accepted"], json!(["e-3", "e-4"]), "{report}");
+    assert_eq!(report["accepted"], json!([a, b]), "{report}");
     assert_eq!(report["duplicates"], json!([]), "{report}");
 }
 
@@ -479,6 +489,41 @@ async fn every_change_is_in_the_audit_trail_newest_first_for_admins_only() {
             None,
         )
         .await;
+    // (and a second integration changed and deleted, an automation deleted, a secret deleted)
+    let spare = admin
+        .webhook(
+            "acme",
+            json!({"type": "webhook", "name": "spare", "url": receiver.url}),
+        )
+        .await;
+    admin
+        .expect(
+            200,
+            "PUT",
+            &format!("/v1/teams/acme/integrations/{spare}"),
+            Some(json!({"type": "webhook", "name": "spare-2", "url": receiver.url})),
+        )
+        .await;
+    admin
+        .expect(
+            204,
+            "DELETE",
+            &format!("/v1/teams/acme/automations/{automation}"),
+            None,
+        )
+        .await;
+    admin
+        .expect(
+            204,
+            "DELETE",
+            &format!("/v1/teams/acme/integrations/{spare}"),
+            None,
+        )
+        .await;
+    admin.put_secret("acme", "OLD", "old-secret-value").await;
+    admin
+        .expect(204, "DELETE", "/v1/teams/acme/secrets/OLD", None)
+        .await;
 
     // THEN the trail has every change, newest first, with who did it
     let trail = admin.expect(200, "GET", "/v1/teams/acme/audit", None).await;
@@ -490,6 +535,12 @@ async fn every_change_is_in_the_audit_trail_newest_first_for_admins_only() {
     assert_eq!(
         actions,
         [
+            "secret.delete",
+            "secret.set",
+            "integration.delete",
+            "automation.delete",
+            "integration.update",
+            "integration.create",
             "api_key.revoke",
             "automation.update",
             "automation.create",
@@ -507,10 +558,18 @@ async fn every_change_is_in_the_audit_trail_newest_first_for_admins_only() {
     );
     assert_eq!(
         entries[0]["target"],
+        json!({"type": "secret", "id": "OLD", "name": "OLD"})
+    );
+    assert_eq!(
+        entries[3]["target"],
+        json!({"type": "automation", "id": automation, "name": "deploy"})
+    );
+    assert_eq!(entries[4]["target"]["name"], "spare-2");
+    assert_eq!(
+        entries[6]["target"],
         json!({"type": "api_key", "id": member_id, "name": "bob"})
     );
-    assert_eq!(entries[2]["target"]["name"], "deploy");
-    assert_eq!(entries[7]["actor"]["role"], "operator");
+    assert_eq!(entries[13]["actor"]["role"], "operator");
     assert!(
         entries
             .iter()
@@ -533,6 +592,7 @@ async fn every_change_is_in_the_audit_trail_newest_first_for_admins_only() {
     assert_eq!(rest["entries"].as_array().unwrap()[..], entries[2..]);
     // AND it holds no secret value, and only admins read it
     assert!(!trail.to_string().contains("audit-secret-value"));
+    assert!(!trail.to_string().contains("old-secret-value"));
     let (status, _) = member.call("GET", "/v1/teams/acme/audit", None).await;
     assert_eq!(status, 401, "the member's key was revoked");
     let reader = operator.with_key(&admin.grant_key("acme", "carol", "member").await.1);
@@ -544,4 +604,74 @@ async fn every_change_is_in_the_audit_trail_newest_first_for_admins_only() {
             .await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
+}
+
+#[tokio::test]
+async fn spellings_of_a_team_in_the_path_reach_no_other_team() {
+    // GIVEN acme's admin, and beta with an automation
+    let server = Server::start(ServerOptions::default());
+    let api = server.api();
+    let keys = keys(&api).await;
+    let admin = keys["admin"].as_deref();
+    let other = call(&server, admin, "GET", "/v1/teams/beta/automations").await;
+    assert_eq!(other.0, 403);
+    // THEN its own team, however spelled, is its own; any other spelling is another team
+    let own = call(&server, admin, "GET", "/v1/teams/%61cme/automations").await;
+    assert_eq!(own.0, 200, "{}", own.1);
+    for path in [
+        "/v1/teams/%62eta/automations",
+        "/v1/teams/ACME/automations",
+        "/v1/teams/Acme/automations",
+        "/v1/teams/acme%00/automations",
+        "/v1/teams/acme%20/automations",
+        "/v1/teams/acme%2Fbeta/automations",
+        "/v1/teams/..%2Fbeta/automations",
+        "/v1/teams//automations",
+    ] {
+        let got = call(&server, admin, "GET", path).await;
+        assert_eq!(got, other, "{path}");
+    }
+    // AND paths the router does not serve answer 404 whatever the key
+    for path in [
+        "/v1/teams/acme/automations/",
+        "/v1/teams/acme/automations/x/y/z",
+    ] {
+        let (status, _) = call(&server, admin, "GET", path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_team_holds_at_most_a_thousand_keys() {
+    let server = Server::start(ServerOptions::default());
+    let api = server.api();
+    api.create_team("acme").await;
+    let mut last = String::new();
+    for n in 0..1000 {
+        last = api.grant_key("acme", &format!("job-{n}"), "ingest").await.0;
+    }
+    let (status, body) = api
+        .call(
+            "POST",
+            "/v1/teams/acme/api-keys",
+            Some(json!({"user": "one-too-many", "role": "ingest"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoke"),
+        "{body}"
+    );
+    // Once one is revoked, there is room again
+    api.expect(
+        204,
+        "DELETE",
+        &format!("/v1/teams/acme/api-keys/{last}"),
+        None,
+    )
+    .await;
+    api.grant_key("acme", "one-more", "ingest").await;
 }

@@ -169,6 +169,9 @@ fn operator_key(data_dir: &Path) -> Result<String, String> {
                 "{} holds another operator key, which is not accepted while {OPERATOR_KEY_ENV} is set; delete the file, or unset the variable to use it",
                 path.display()
             ),
+            Err(e) => tracing::warn!(
+                "{e}; it is not used while {OPERATOR_KEY_ENV} is set, and would stop a start without it"
+            ),
             _ => {}
         }
         return Ok(key);

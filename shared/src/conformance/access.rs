@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::domain::access::{Actor, ApiKey, AuditEntry, KeyHash, Role, Target};
 use crate::domain::event::format_time;
 use crate::domain::ids::new_id;
-use crate::ports::{AccessStore, Clock, StoreError};
+use crate::ports::{AccessStore, Clock, KeyLookup, StoreError};
 
 use super::ManualClock;
 
@@ -39,10 +39,18 @@ async fn create(store: &dyn AccessStore, key: &ApiKey, secret: &str) {
 }
 
 async fn found(store: &dyn AccessStore, secret: &str) -> Option<ApiKey> {
-    store
-        .key_by_hash(&KeyHash::of(secret))
+    let hash = KeyHash::of(secret);
+    let found = store
+        .key_by_hash(&hash, KeyLookup::Fresh)
         .await
-        .unwrap_or_else(|e| panic!("key_by_hash: {e}"))
+        .unwrap_or_else(|e| panic!("key_by_hash: {e}"));
+    found.map(|stored| {
+        assert!(
+            stored.hash.matches(&hash),
+            "a key came back under another hash"
+        );
+        stored.key
+    })
 }
 
 async fn listed(store: &dyn AccessStore, team: &str) -> Vec<ApiKey> {

@@ -204,6 +204,14 @@ impl ApiKeyInput {
     }
 }
 
+/// A key as found by its hash: the key, and the hash it is stored under (compared with
+/// the presented key's in constant time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key: ApiKey,
+    pub hash: KeyHash,
+}
+
 /// The SHA-256 of a key: what is stored and looked up, never the key. Keys are 256 random
 /// bits, so a fast hash is as good as a slow one: there is nothing to guess.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -216,6 +224,18 @@ impl KeyHash {
 
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads a hash written by [`KeyHash::to_hex`].
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 64 || !hex.is_ascii() {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Self(bytes))
     }
 
     /// Compares in constant time.
@@ -413,6 +433,9 @@ mod tests {
         assert!(a.matches(&KeyHash::of("atm_a")));
         assert!(!a.matches(&KeyHash::of("atm_b")));
         assert_eq!(a.to_hex().len(), 64);
+        assert_eq!(KeyHash::from_hex(&a.to_hex()), Some(a.clone()));
+        assert_eq!(KeyHash::from_hex("ab"), None);
+        assert_eq!(KeyHash::from_hex(&"zz".repeat(32)), None);
         assert_eq!(format!("{a:?}"), "KeyHash(…)");
     }
 }

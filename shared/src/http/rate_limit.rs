@@ -20,14 +20,23 @@ struct Bucket {
 /// The buckets of one process.
 pub struct RateLimiter {
     limit: RateLimit,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+struct Buckets {
+    by_key: HashMap<String, Bucket>,
+    /// When full buckets were last dropped: at most once a second.
+    pruned: Option<Instant>,
 }
 
 impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
         Self {
             limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_key: HashMap::new(),
+                pruned: None,
+            }),
         }
     }
 
@@ -39,13 +48,18 @@ impl RateLimiter {
     /// Takes a token from `key`'s bucket at `now`.
     pub fn take_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let RateLimit { rate, burst } = self.limit;
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > PRUNE_ABOVE {
-            buckets.retain(|_, b| {
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let buckets = &mut *guard;
+        let due = buckets
+            .pruned
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+        if buckets.by_key.len() > PRUNE_ABOVE && due {
+            buckets.pruned = Some(now);
+            buckets.by_key.retain(|_, b| {
                 b.tokens + rate * now.saturating_duration_since(b.at).as_secs_f64() < burst
             });
         }
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
+        let bucket = buckets.by_key.entry(key.to_string()).or_insert(Bucket {
             tokens: burst,
             at: now,
         });
@@ -131,7 +145,7 @@ mod tests {
                 .take_at("new", start + Duration::from_secs(1))
                 .is_ok()
         );
-        let kept = limiter.buckets.lock().unwrap().len();
+        let kept = limiter.buckets.lock().unwrap().by_key.len();
         assert_eq!(kept, 1);
     }
 

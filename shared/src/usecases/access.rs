@@ -11,7 +11,7 @@ use crate::domain::access::{
 };
 use crate::domain::event::format_time;
 use crate::domain::ids::{new_api_key, new_id};
-use crate::ports::{Listing, StoreError};
+use crate::ports::{KeyLookup, Listing, StoreError};
 
 /// Why a request is not authenticated: it gets a 401, whichever it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,14 +25,15 @@ pub enum Unauthenticated {
 }
 
 /// The caller whose key this is: the operator (whose key's hash is `operator`), or the
-/// holder of a team key that exists. The operator key's hash is compared in constant time;
-/// a team key is found by its SHA-256 (an exact-match lookup: what its timing could reveal
-/// is about the hash, which tells nothing about any key). Only well-formed team keys are
-/// looked up.
+/// holder of a team key that exists. Hashes are compared in constant time: the operator
+/// key's, and a team key's with the hash it is stored under, once found by it (whatever
+/// the lookup's timing could reveal is about the hash, which tells nothing about a key).
+/// Only well-formed team keys are looked up.
 pub async fn authenticate(
     engine: &Engine,
     operator: &KeyHash,
     presented: Option<&str>,
+    lookup: KeyLookup,
 ) -> Result<Caller, Unauthenticated> {
     let presented = presented.ok_or(Unauthenticated::Missing)?;
     let hash = KeyHash::of(presented);
@@ -42,12 +43,15 @@ pub async fn authenticate(
     if !is_team_key_form(presented) {
         return Err(Unauthenticated::Unknown);
     }
-    match engine.access.key_by_hash(&hash).await {
-        Ok(Some(key)) => Ok(Caller::Key(key)),
-        Ok(None) => Err(Unauthenticated::Unknown),
+    match engine.access.key_by_hash(&hash, lookup).await {
+        Ok(Some(stored)) if stored.hash.matches(&hash) => Ok(Caller::Key(stored.key)),
+        Ok(_) => Err(Unauthenticated::Unknown),
         Err(e) => Err(Unauthenticated::Unavailable(e.to_string())),
     }
 }
+
+/// Most keys a team holds at once.
+pub const MAX_KEYS_PER_TEAM: usize = 1000;
 
 /// A new key of `team`, and the key itself: shown to the caller once, stored only hashed.
 pub async fn grant_key(
@@ -57,6 +61,12 @@ pub async fn grant_key(
     input: ApiKeyInput,
 ) -> Result<(ApiKey, String)> {
     let (user, role) = input.validate()?;
+    let held = engine.access.list_keys(team).await?.entries.len();
+    if held >= MAX_KEYS_PER_TEAM {
+        return Err(Error::Conflict(format!(
+            "team {team} holds {held} API keys, the most a team keeps; revoke the ones no longer used"
+        )));
+    }
     let actor = caller.actor();
     let secret = new_api_key(KEY_PREFIX.trim_end_matches('_'));
     let key = ApiKey {

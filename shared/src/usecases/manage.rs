@@ -305,11 +305,11 @@ pub async fn test_integration(
     payload: Option<Value>,
 ) -> Result<Value> {
     let integration = get_integration(engine, team, id).await?;
-    audit_integration(engine, actor, &integration, "integration.test").await;
     let template = payload
         .unwrap_or_else(|| json!({"event_type": "TEST", "message": "a test from automations"}));
     check_json("payload", &template, MAX_TEMPLATE_BYTES)?;
     crate::domain::template::check(&template).map_err(|e| e.within("payload"))?;
+    audit_integration(engine, actor, &integration, "integration.test").await;
     let mut vars = Map::new();
     vars.insert("entity_name".into(), Value::String(team.to_string()));
     vars.insert("event_type".into(), Value::String("TEST".into()));

@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
 
 use super::{Database, unix_ms};
-use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
-use crate::ports::{AccessStore, Clock, Listing, StoreError, StoreResult, Unreadable};
+use crate::domain::access::{ApiKey, AuditEntry, KeyHash, StoredKey};
+use crate::ports::{AccessStore, Clock, KeyLookup, Listing, StoreError, StoreResult, Unreadable};
 
 pub struct SqliteAccess {
     db: Database,
@@ -50,22 +50,34 @@ impl AccessStore for SqliteAccess {
         Ok(())
     }
 
-    async fn key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>> {
+    async fn key_by_hash(
+        &self,
+        hash: &KeyHash,
+        _lookup: KeyLookup,
+    ) -> StoreResult<Option<StoredKey>> {
         let hex = hash.to_hex();
-        let found: Option<(String, String)> = self
+        let found: Option<(String, String, String)> = self
             .db
             .call(move |c| {
                 Ok(
-                    c.prepare_cached("SELECT id, body FROM api_keys WHERE hash = ?1")?
-                        .query_row([hex], |r| Ok((r.get(0)?, r.get(1)?)))
+                    c.prepare_cached("SELECT hash, id, body FROM api_keys WHERE hash = ?1")?
+                        .query_row([hex], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()?,
                 )
             })
             .await?;
-        found
-            .map(|(id, body)| Unreadable::decode("api key", &id, &body))
-            .transpose()
-            .map_err(StoreError::Unreadable)
+        let Some((stored, id, body)) = found else {
+            return Ok(None);
+        };
+        let key = Unreadable::decode("api key", &id, &body).map_err(StoreError::Unreadable)?;
+        let hash = KeyHash::from_hex(&stored).ok_or_else(|| {
+            StoreError::Unreadable(Unreadable {
+                kind: "api key",
+                id,
+                error: "its hash is not 64 hex digits".into(),
+            })
+        })?;
+        Ok(Some(StoredKey { key, hash }))
     }
 
     async fn list_keys(&self, team: &str) -> StoreResult<Listing<ApiKey>> {

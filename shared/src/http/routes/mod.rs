@@ -27,7 +27,7 @@ use super::extract::ApiResult;
 use super::rate_limit::{RateLimiter, retry_after_seconds};
 use super::{ApiError, MAX_BODY_BYTES};
 use crate::domain::access::{Access, Actor, KeyHash};
-use crate::ports::{DeadLetters, Listing, Unreadable};
+use crate::ports::{DeadLetters, KeyLookup, Listing, Unreadable};
 use crate::usecases::access::{Unauthenticated, authenticate};
 use crate::usecases::{Engine, manage};
 
@@ -324,7 +324,14 @@ async fn authorize(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token);
-    let caller = match authenticate(&state.engine, &state.operator_key, presented).await {
+    // Only the events route, the hot path, may trust a cached key lookup: everything else
+    // sees a revocation at once, wherever it was made.
+    let lookup = if access == Access::Send {
+        KeyLookup::MayBeCached
+    } else {
+        KeyLookup::Fresh
+    };
+    let caller = match authenticate(&state.engine, &state.operator_key, presented, lookup).await {
         Ok(caller) => caller,
         Err(Unauthenticated::Unavailable(e)) => {
             tracing::error!(error = %e, "key lookup failed");

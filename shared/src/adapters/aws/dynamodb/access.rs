@@ -21,8 +21,8 @@ use super::{
     BODY, EXPIRES_AT, Item, PARTITION_KEY, SORT_KEY, backend, body, decode, get_item, n,
     query_prefix, s, team_pk, to_json, transact,
 };
-use crate::domain::access::{ApiKey, AuditEntry, KeyHash};
-use crate::ports::{AccessStore, Clock, Listing, StoreError, StoreResult};
+use crate::domain::access::{ApiKey, AuditEntry, KeyHash, StoredKey};
+use crate::ports::{AccessStore, Clock, KeyLookup, Listing, StoreError, StoreResult, Unreadable};
 
 /// The attribute of a key's team item that names its hash item.
 pub const KEY_HASH: &str = "key_hash";
@@ -103,11 +103,27 @@ impl AccessStore for DynamoAccess {
         }
     }
 
-    async fn key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<ApiKey>> {
-        self.get(hash_pk(&hash.to_hex()), "KEY".into())
-            .await?
-            .map(|item| body("api key", &item))
-            .transpose()
+    async fn key_by_hash(
+        &self,
+        hash: &KeyHash,
+        _lookup: KeyLookup,
+    ) -> StoreResult<Option<StoredKey>> {
+        let Some(item) = self.get(hash_pk(&hash.to_hex()), "KEY".into()).await? else {
+            return Ok(None);
+        };
+        let key: ApiKey = body("api key", &item)?;
+        let stored = match item.get(PARTITION_KEY) {
+            Some(AttributeValue::S(pk)) => pk.strip_prefix("KEY#").and_then(KeyHash::from_hex),
+            _ => None,
+        };
+        let hash = stored.ok_or_else(|| {
+            StoreError::Unreadable(Unreadable {
+                kind: "api key",
+                id: key.id.clone(),
+                error: "its hash is not 64 hex digits".into(),
+            })
+        })?;
+        Ok(Some(StoredKey { key, hash }))
     }
 
     async fn list_keys(&self, team: &str) -> StoreResult<Listing<ApiKey>> {

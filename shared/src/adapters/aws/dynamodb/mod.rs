@@ -3,6 +3,7 @@
 //! | item | pk | sk | index keys |
 //! |---|---|---|---|
 //! | team | `TEAM#{team}` | `TEAM` | |
+//! | team, as listed | `TEAMS` | `TEAM#{team}` | |
 //! | automation | `TEAM#{team}` | `AUTOMATION#{id}` | `by_trigger`: `{team}#{event type}#{scope}`, id; `coll` |
 //! | automation name lock | `TEAM#{team}` | `AUTOMATION_NAME#{name}` | |
 //! | integration (and its name lock) | `TEAM#{team}` | `INTEGRATION#{id}` (`INTEGRATION_NAME#{name}`) | |
@@ -56,6 +57,9 @@ pub const TRIGGER_SORT: &str = "trigger_sk";
 pub const BY_AUTOMATION: &str = "by_automation";
 pub const AUTOMATION_KEY: &str = "automation_pk";
 pub const AUTOMATION_SORT: &str = "automation_sk";
+
+/// The partition that lists every team (operator-only, rare reads).
+pub const TEAMS_PARTITION: &str = "TEAMS";
 
 /// How long DynamoDB keeps an execution (its TTL), from when it was triggered.
 pub const EXECUTION_RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
@@ -466,18 +470,46 @@ async fn query_prefix(
         .map_err(|e| backend("Query", e))
 }
 
-/// Writes `items` in one transaction: `false` when a condition failed (nothing written).
+/// Writes `items` in one transaction: `false` when a condition failed (nothing written). A
+/// transaction cancelled for another reason (a conflict with another transaction,
+/// throttling) is an error to retry, not a failed condition.
 async fn transact(client: &Client, items: Vec<TransactWriteItem>) -> StoreResult<bool> {
-    match client
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    let e = match client
         .transact_write_items()
         .set_transact_items(Some(items))
         .send()
         .await
     {
-        Ok(_) => Ok(true),
-        Err(e) if condition_failed(&e) => Ok(false),
-        Err(e) => Err(backend("TransactWriteItems", e)),
+        Ok(_) => return Ok(true),
+        Err(e) => e,
+    };
+    if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        e.as_service_error()
+    {
+        let codes: Vec<&str> = cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code().unwrap_or("None"))
+            .collect();
+        if cancelled_by_a_condition(&codes) {
+            return Ok(false);
+        }
+        return Err(StoreError::Backend(format!(
+            "DynamoDB TransactWriteItems was cancelled ({}); try again",
+            codes.join(", ")
+        )));
     }
+    if condition_failed(&e) {
+        return Ok(false);
+    }
+    Err(backend("TransactWriteItems", e))
+}
+
+/// Whether a transaction cancelled with these reasons (one per item, `None` for the items
+/// that were fine) failed on a condition. An answer without reasons is read as one.
+fn cancelled_by_a_condition(codes: &[&str]) -> bool {
+    codes.is_empty() || codes.contains(&"ConditionalCheckFailed")
 }
 
 fn execution_sort(triggered_ms: i64, id: &str) -> String {
@@ -487,23 +519,20 @@ fn execution_sort(triggered_ms: i64, id: &str) -> String {
 #[async_trait]
 impl AutomationStore for DynamoStore {
     async fn create_team(&self, team: &Team) -> StoreResult<()> {
-        let item = Self::base_item(&team.name, "TEAM".into(), to_json(team)?);
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PARTITION_KEY)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => {
-                Err(StoreError::Conflict("a team with this name exists".into()))
-            }
-            Err(e) => Err(backend("PutItem", e)),
-        }
+        // The team, and its entry in the one partition that lists teams, in one transaction.
+        let json = to_json(team)?;
+        let item = Self::base_item(&team.name, "TEAM".into(), json.clone());
+        let listed = HashMap::from([
+            (PARTITION_KEY.to_string(), s(TEAMS_PARTITION)),
+            (SORT_KEY.to_string(), s(format!("TEAM#{}", team.name))),
+            (BODY.to_string(), s(json)),
+        ]);
+        let items = vec![
+            self.put(item, "attribute_not_exists(#pk)", None)?,
+            self.put(listed, "attribute_not_exists(#pk)", None)?,
+        ];
+        self.transact(items, || "a team with this name exists".into())
+            .await
     }
 
     async fn get_team(&self, name: &str) -> StoreResult<Option<Team>> {
@@ -511,27 +540,22 @@ impl AutomationStore for DynamoStore {
     }
 
     async fn list_teams(&self) -> StoreResult<Vec<Team>> {
-        // Operator-only and rare: teams are few, and this is the one read that is a scan.
+        // Operator-only: one Query of the partition that lists teams, in name order.
         let items: Vec<Item> = self
             .client
-            .scan()
+            .query()
             .table_name(&self.table)
-            .filter_expression("#sk = :team")
-            .expression_attribute_names("#sk", SORT_KEY)
-            .expression_attribute_values(":team", s("TEAM"))
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PARTITION_KEY)
+            .expression_attribute_values(":pk", s(TEAMS_PARTITION))
             .consistent_read(true)
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(|e| backend("Scan", e))?;
-        let mut teams = items
-            .iter()
-            .map(|item| body("team", item))
-            .collect::<StoreResult<Vec<Team>>>()?;
-        teams.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(teams)
+            .map_err(|e| backend("Query", e))?;
+        items.iter().map(|item| body("team", item)).collect()
     }
 
     async fn put_automation(&self, automation: &Automation, create: bool) -> StoreResult<()> {
@@ -921,6 +945,17 @@ impl AutomationStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_failed_condition_reads_as_one() {
+        assert!(cancelled_by_a_condition(&[
+            "None",
+            "ConditionalCheckFailed"
+        ]));
+        assert!(cancelled_by_a_condition(&[]));
+        assert!(!cancelled_by_a_condition(&["TransactionConflict", "None"]));
+        assert!(!cancelled_by_a_condition(&["ThrottlingError"]));
+    }
 
     #[test]
     fn scope_keys_split_into_base_and_collection() {
