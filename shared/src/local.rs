@@ -12,6 +12,7 @@ use crate::adapters::sqlite::{
     Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteQueue, SqliteSecrets, SqliteStore,
     private_file,
 };
+use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
 use crate::ports::{Clock, Queue, Received, SystemClock};
@@ -79,7 +80,12 @@ impl LocalRuntime {
             .map_err(|e| format!("HTTP client: {e}"))?;
         let engine = Engine {
             store: Arc::new(SqliteStore::new(db.clone(), clock.clone())),
-            access: Arc::new(SqliteAccess::new(db.clone(), clock.clone())),
+            // One process: every grant and revoke goes through this cache, so a revoked key
+            // fails at once, and the events route finds keys without a database call.
+            access: Arc::new(CachedKeys::new(
+                SqliteAccess::new(db.clone(), clock.clone()),
+                KEYS_CACHE_TTL,
+            )),
             secrets: Arc::new(SqliteSecrets::new(db.clone(), &key, clock.clone())),
             events: events.clone(),
             actions: actions.clone(),
