@@ -8,11 +8,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::adapters::sqlite::{
     Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteQueue, SqliteSecrets, SqliteStore,
     private_file,
 };
-use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
 use crate::ports::{Clock, Queue, Received, SystemClock};
