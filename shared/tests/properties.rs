@@ -24,6 +24,7 @@ use shared::domain::limits::{
     MAX_DEPTH, MAX_EVENT_BYTES, MAX_RENDERED_PAYLOAD_BYTES, READER_DEPTH, RECORD_WRAPPING, depth,
     json_len,
 };
+use shared::domain::metric::Window;
 use shared::domain::template::{self, Var};
 use shared::ports::{AutomationStore, Lookup, SystemClock};
 use shared::usecases::evaluate::new_execution;
@@ -686,11 +687,34 @@ proptest! {
     }
 
     #[test]
+    fn a_metric_window_keeps_the_latest_steps_in_order_whatever_the_arrival(
+        points in prop::collection::vec((0i64..60, -1e3f64..1e3), 0..200), capacity in 1usize..20,
+    ) {
+        check_window(&points, capacity)?;
+    }
+
+    #[test]
     fn rendered_payloads_are_json_with_the_template_s_structure(
         template in template_value(), vars in vars(), secret in text(),
     ) {
         check_render(&template, &vars, &secret)?;
     }
+}
+
+/// Points arriving in any order, with repeats: the window holds the `capacity` highest steps
+/// sent, ascending, each with the first value sent for it.
+fn check_window(points: &[(i64, f64)], capacity: usize) -> Result<(), TestCaseError> {
+    let mut window = Window::default();
+    for &(step, value) in points {
+        window.insert(step, value, capacity);
+    }
+    let mut first: std::collections::BTreeMap<i64, f64> = std::collections::BTreeMap::new();
+    for &(step, value) in points {
+        first.entry(step).or_insert(value);
+    }
+    let expected: Vec<(i64, f64)> = first.into_iter().rev().take(capacity).rev().collect();
+    prop_assert_eq!(window.points, expected);
+    Ok(())
 }
 
 // Inputs the properties found, kept as regular tests.

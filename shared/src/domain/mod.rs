@@ -8,6 +8,7 @@ pub mod filter;
 pub mod ids;
 pub mod integration;
 pub mod limits;
+pub mod metric;
 pub mod template;
 
 use serde::Serialize;

@@ -1,0 +1,425 @@
+//! Run metrics: the values a run logs, the window of last values kept per (run, metric),
+//! and the four metric triggers that look at it. No I/O: the store keeps windows, the
+//! evaluator calls [`MetricTrigger::fires`] after each new value.
+//!
+//! - threshold: with at least `window` values, `agg` of the last `window` values `op`
+//!   `threshold` fires (`LATEST` is the newest value).
+//! - change: with at least `current_window + prior_window` values, `current` is `agg` of the
+//!   last `current_window` values and `prior` `agg` of the `prior_window` values before them;
+//!   the change is `current − prior` (ABSOLUTE) or `(current − prior) / |prior|` (RELATIVE,
+//!   none when prior is 0); it fires when the change is at least `amount` in `direction`.
+//! - z-score: the newest value against the `window` values before it (mean and population
+//!   standard deviation; none when that is 0); fires when `z ≥ threshold` (INCREASE),
+//!   `z ≤ −threshold` (DECREASE) or `|z| ≥ threshold` (ANY).
+//! - NaN: fires when the newest value is NaN or infinite.
+//!
+//! A window that holds a NaN or infinite value among the values a threshold, change or
+//! z-score trigger looks at does not fire it: arithmetic on such values means nothing, and
+//! the NaN trigger is the one that watches for them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{Invalid, from_json};
+
+/// Most values a trigger may look at: a window item never grows past this.
+pub const MAX_WINDOW: usize = 1000;
+
+/// A metric value as an event carries it: a JSON number, or `"NaN"`, `"Infinity"`,
+/// `"-Infinity"` (JSON has no such numbers).
+pub fn read_value(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "Infinity" => Some(f64::INFINITY),
+            "-Infinity" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A metric value as a template renders it: a number when finite, else its name.
+pub fn render_value(value: f64) -> Value {
+    if value.is_nan() {
+        Value::String("NaN".into())
+    } else if value == f64::INFINITY {
+        Value::String("Infinity".into())
+    } else if value == f64::NEG_INFINITY {
+        Value::String("-Infinity".into())
+    } else {
+        serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Agg {
+    Latest,
+    Average,
+    Min,
+    Max,
+}
+
+impl Agg {
+    /// The aggregate of `values` (oldest first, none of them empty).
+    fn of(self, values: &[f64]) -> f64 {
+        match self {
+            Agg::Latest => values[values.len() - 1],
+            Agg::Average => values.iter().sum::<f64>() / values.len() as f64,
+            Agg::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
+            Agg::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    #[serde(rename = "$gt")]
+    Gt,
+    #[serde(rename = "$gte")]
+    Gte,
+    #[serde(rename = "$lt")]
+    Lt,
+    #[serde(rename = "$lte")]
+    Lte,
+    #[serde(rename = "$eq")]
+    Eq,
+    #[serde(rename = "$ne")]
+    Ne,
+}
+
+impl Op {
+    fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Op::Gt => left > right,
+            Op::Gte => left >= right,
+            Op::Lt => left < right,
+            Op::Lte => left <= right,
+            Op::Eq => left == right,
+            Op::Ne => left != right,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChangeType {
+    Absolute,
+    Relative,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Direction {
+    Increase,
+    Decrease,
+    Any,
+}
+
+impl Direction {
+    /// Whether a signed `change` is at least `amount` (> 0) this way.
+    fn reached(self, change: f64, amount: f64) -> bool {
+        match self {
+            Direction::Increase => change >= amount,
+            Direction::Decrease => change <= -amount,
+            Direction::Any => change.abs() >= amount,
+        }
+    }
+}
+
+/// What a metric trigger watches and when it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Rule {
+    Threshold {
+        agg: Agg,
+        window: usize,
+        op: Op,
+        threshold: f64,
+    },
+    Change {
+        agg: Agg,
+        current_window: usize,
+        prior_window: usize,
+        change_type: ChangeType,
+        direction: Direction,
+        amount: f64,
+    },
+    Zscore {
+        window: usize,
+        threshold: f64,
+        direction: Direction,
+    },
+    Nan,
+}
+
+/// A run-metric trigger: the metric it watches, its rule, and how long a run that fired it
+/// is left alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricTrigger {
+    pub metric: String,
+    pub rule: Rule,
+    pub cooldown_seconds: u64,
+}
+
+/// A run fires an automation at most once a day unless its trigger says otherwise.
+pub const DEFAULT_COOLDOWN_SECONDS: u64 = 24 * 3600;
+
+/// The fields of a metric trigger as a client writes them, beside `type` and `filter`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    metric: String,
+    agg: Option<Agg>,
+    window: Option<usize>,
+    op: Option<Op>,
+    threshold: Option<f64>,
+    current_window: Option<usize>,
+    prior_window: Option<usize>,
+    change_type: Option<ChangeType>,
+    direction: Option<Direction>,
+    amount: Option<f64>,
+    cooldown_seconds: Option<u64>,
+}
+
+fn required<T>(value: Option<T>, field: &str, what: &str) -> Result<T, Invalid> {
+    value.ok_or_else(|| Invalid::new(field, format!("missing: {what}")))
+}
+
+fn window(value: Option<usize>, field: &str) -> Result<usize, Invalid> {
+    let n = required(value, field, "how many of the last values to look at")?;
+    if (1..=MAX_WINDOW).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Invalid::new(
+            field,
+            format!("must be 1 to {MAX_WINDOW} values, not {n}"),
+        ))
+    }
+}
+
+fn finite(value: Option<f64>, field: &str, what: &str) -> Result<f64, Invalid> {
+    let x = required(value, field, what)?;
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(Invalid::new(field, "must be a finite number"))
+    }
+}
+
+fn positive(value: Option<f64>, field: &str, what: &str) -> Result<f64, Invalid> {
+    let x = finite(value, field, what)?;
+    if x > 0.0 {
+        Ok(x)
+    } else {
+        Err(Invalid::new(field, format!("must be more than 0, not {x}")))
+    }
+}
+
+impl MetricTrigger {
+    /// The trigger of type `event_type` (`RUN_METRIC_THRESHOLD`, `…_CHANGE`, `…_ZSCORE`,
+    /// `…_NAN`) from its other `fields` (all but `type` and `filter`); errors name the field
+    /// under `event.`.
+    pub fn parse(event_type: &str, fields: Map<String, Value>) -> Result<Self, Invalid> {
+        let f: Fields = from_json(Value::Object(fields)).map_err(|e| e.within("event"))?;
+        let at = |field: &str| format!("event.{field}");
+        if f.metric.is_empty() || f.metric.len() > 256 {
+            return Err(Invalid::new(at("metric"), "must be 1 to 256 characters"));
+        }
+        let unused = |present: bool, field: &str| -> Result<(), Invalid> {
+            if present {
+                Err(Invalid::new(
+                    at(field),
+                    format!("{event_type} triggers do not take {field}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let rule = match event_type {
+            "RUN_METRIC_THRESHOLD" => {
+                unused(f.current_window.is_some(), "current_window")?;
+                unused(f.prior_window.is_some(), "prior_window")?;
+                unused(f.change_type.is_some(), "change_type")?;
+                unused(f.direction.is_some(), "direction")?;
+                unused(f.amount.is_some(), "amount")?;
+                Rule::Threshold {
+                    agg: f.agg.unwrap_or(Agg::Latest),
+                    window: window(f.window.or(Some(1)), &at("window"))?,
+                    op: required(f.op, &at("op"), "$gt, $gte, $lt, $lte, $eq or $ne")?,
+                    threshold: finite(f.threshold, &at("threshold"), "the value to compare with")?,
+                }
+            }
+            "RUN_METRIC_CHANGE" => {
+                unused(f.window.is_some(), "window")?;
+                unused(f.op.is_some(), "op")?;
+                unused(f.threshold.is_some(), "threshold")?;
+                let current = window(f.current_window, &at("current_window"))?;
+                let prior = window(f.prior_window, &at("prior_window"))?;
+                if current + prior > MAX_WINDOW {
+                    return Err(Invalid::new(
+                        at("prior_window"),
+                        format!("current_window + prior_window must be at most {MAX_WINDOW}"),
+                    ));
+                }
+                Rule::Change {
+                    agg: f.agg.unwrap_or(Agg::Average),
+                    current_window: current,
+                    prior_window: prior,
+                    change_type: f.change_type.unwrap_or(ChangeType::Absolute),
+                    direction: f.direction.unwrap_or(Direction::Any),
+                    amount: positive(f.amount, &at("amount"), "how large a change fires")?,
+                }
+            }
+            "RUN_METRIC_ZSCORE" => {
+                unused(f.agg.is_some(), "agg")?;
+                unused(f.op.is_some(), "op")?;
+                unused(f.current_window.is_some(), "current_window")?;
+                unused(f.prior_window.is_some(), "prior_window")?;
+                unused(f.change_type.is_some(), "change_type")?;
+                unused(f.amount.is_some(), "amount")?;
+                let n = window(f.window, &at("window"))?;
+                if n + 1 > MAX_WINDOW {
+                    return Err(Invalid::new(
+                        at("window"),
+                        format!("must be at most {} values", MAX_WINDOW - 1),
+                    ));
+                }
+                Rule::Zscore {
+                    window: n,
+                    threshold: positive(f.threshold, &at("threshold"), "the z-score that fires")?,
+                    direction: f.direction.unwrap_or(Direction::Any),
+                }
+            }
+            "RUN_METRIC_NAN" => {
+                for (present, field) in [
+                    (f.agg.is_some(), "agg"),
+                    (f.window.is_some(), "window"),
+                    (f.op.is_some(), "op"),
+                    (f.threshold.is_some(), "threshold"),
+                    (f.current_window.is_some(), "current_window"),
+                    (f.prior_window.is_some(), "prior_window"),
+                    (f.change_type.is_some(), "change_type"),
+                    (f.direction.is_some(), "direction"),
+                    (f.amount.is_some(), "amount"),
+                ] {
+                    unused(present, field)?;
+                }
+                Rule::Nan
+            }
+            other => {
+                return Err(Invalid::new(
+                    "event.type",
+                    format!("{other} is not a run-metric trigger"),
+                ));
+            }
+        };
+        Ok(Self {
+            metric: f.metric,
+            rule,
+            cooldown_seconds: f.cooldown_seconds.unwrap_or(DEFAULT_COOLDOWN_SECONDS),
+        })
+    }
+
+    /// How many of the last values the trigger looks at: what a window must keep for it.
+    pub fn needs(&self) -> usize {
+        match self.rule {
+            Rule::Threshold { window, .. } => window,
+            Rule::Change {
+                current_window,
+                prior_window,
+                ..
+            } => current_window + prior_window,
+            Rule::Zscore { window, .. } => window + 1,
+            Rule::Nan => 1,
+        }
+    }
+
+    /// Whether the trigger fires on `window` (values oldest first, the newest last); the
+    /// answer is the newest value, which `${metric_value}` renders.
+    pub fn fires(&self, window: &[f64]) -> Option<f64> {
+        let newest = *window.last()?;
+        let looked_at = window.get(window.len().checked_sub(self.needs())?..)?;
+        let fired = match self.rule {
+            Rule::Nan => !newest.is_finite(),
+            _ if looked_at.iter().any(|v| !v.is_finite()) => false,
+            Rule::Threshold {
+                agg, op, threshold, ..
+            } => op.holds(agg.of(looked_at), threshold),
+            Rule::Change {
+                agg,
+                current_window,
+                change_type,
+                direction,
+                amount,
+                ..
+            } => {
+                let (prior, current) = looked_at.split_at(looked_at.len() - current_window);
+                let (current, prior) = (agg.of(current), agg.of(prior));
+                let change = match change_type {
+                    ChangeType::Absolute => Some(current - prior),
+                    ChangeType::Relative => (prior != 0.0).then(|| (current - prior) / prior.abs()),
+                };
+                change.is_some_and(|c| direction.reached(c, amount))
+            }
+            Rule::Zscore {
+                threshold,
+                direction,
+                ..
+            } => {
+                let (before, _) = looked_at.split_at(looked_at.len() - 1);
+                let mean = before.iter().sum::<f64>() / before.len() as f64;
+                let variance =
+                    before.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / before.len() as f64;
+                let deviation = variance.sqrt();
+                deviation > 0.0 && direction.reached((newest - mean) / deviation, threshold)
+            }
+        };
+        fired.then_some(newest)
+    }
+}
+
+/// The last values of one metric of one run, ordered by step, at most `capacity` of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// `(step, value)`, ascending by step.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// What [`Window::insert`] did with a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The window changed: evaluate the triggers.
+    Added,
+    /// A value of that step is kept already: the first one counts, this one is ignored.
+    Repeated,
+    /// Older than every value kept, with the window full: it would fall out at once.
+    TooOld,
+}
+
+impl Window {
+    /// Puts a point in its place by step, then drops the oldest past `capacity`.
+    pub fn insert(&mut self, step: i64, value: f64, capacity: usize) -> Inserted {
+        let at = match self.points.binary_search_by_key(&step, |(s, _)| *s) {
+            Ok(_) => return Inserted::Repeated,
+            Err(at) => at,
+        };
+        if at == 0 && self.points.len() >= capacity {
+            return Inserted::TooOld;
+        }
+        self.points.insert(at, (step, value));
+        let excess = self.points.len().saturating_sub(capacity);
+        self.points.drain(..excess);
+        Inserted::Added
+    }
+
+    /// The values, oldest first.
+    pub fn values(&self) -> Vec<f64> {
+        self.points.iter().map(|(_, v)| *v).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+//! The metric triggers and windows against hand-computed expectations.
+
+use serde_json::json;
+
+use super::*;
+
+fn trigger(event_type: &str, fields: Value) -> MetricTrigger {
+    let Value::Object(map) = fields else {
+        panic!("fields are an object")
+    };
+    MetricTrigger::parse(event_type, map).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn refused(event_type: &str, fields: Value) -> Invalid {
+    let Value::Object(map) = fields else {
+        panic!("fields are an object")
+    };
+    MetricTrigger::parse(event_type, map).expect_err("refused")
+}
+
+#[test]
+fn thresholds_compare_the_aggregate_of_the_last_values() {
+    let above = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "loss", "agg": "AVERAGE", "window": 3, "op": "$gt", "threshold": 2.0}),
+    );
+    // Fewer values than the window: nothing yet.
+    assert_eq!(above.fires(&[9.0, 9.0]), None);
+    // (1 + 2 + 3) / 3 = 2: exactly at the threshold is not above it.
+    assert_eq!(above.fires(&[100.0, 1.0, 2.0, 3.0]), None);
+    // (2 + 3 + 4) / 3 = 3 > 2, and the answer is the newest value.
+    assert_eq!(above.fires(&[1.0, 2.0, 3.0, 4.0]), Some(4.0));
+    let at_least = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "loss", "agg": "AVERAGE", "window": 3, "op": "$gte", "threshold": 2.0}),
+    );
+    assert_eq!(at_least.fires(&[1.0, 2.0, 3.0]), Some(3.0));
+    let latest = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "acc", "op": "$lt", "threshold": 0.5}),
+    );
+    assert_eq!(latest.fires(&[0.1, 0.9]), None);
+    assert_eq!(latest.fires(&[0.9, 0.4]), Some(0.4));
+    let min = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "m", "agg": "MIN", "window": 2, "op": "$lte", "threshold": 1.0}),
+    );
+    assert_eq!(min.fires(&[0.5, 3.0, 2.0]), None);
+    assert_eq!(min.fires(&[3.0, 1.0, 2.0]), Some(2.0));
+    let max = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "m", "agg": "MAX", "window": 2, "op": "$eq", "threshold": 3.0}),
+    );
+    assert_eq!(max.fires(&[3.0, 1.0, 2.0]), None);
+    assert_eq!(max.fires(&[1.0, 3.0, 2.0]), Some(2.0));
+}
+
+#[test]
+fn changes_compare_the_current_window_with_the_one_before_it() {
+    let drop = trigger(
+        "RUN_METRIC_CHANGE",
+        json!({"metric": "acc", "agg": "AVERAGE", "current_window": 2, "prior_window": 2,
+               "change_type": "ABSOLUTE", "direction": "DECREASE", "amount": 0.1}),
+    );
+    assert_eq!(drop.fires(&[0.9, 0.9, 0.8]), None, "too few values");
+    // prior (0.9 + 0.9) / 2 = 0.9, current (0.85 + 0.85) / 2 = 0.85: 0.05 only.
+    assert_eq!(drop.fires(&[0.5, 0.9, 0.9, 0.85, 0.85]), None);
+    // prior 0.9, current 0.5: a drop of 0.4.
+    assert_eq!(drop.fires(&[0.9, 0.9, 0.5, 0.5]), Some(0.5));
+    // Exactly at the amount, with values exact in binary (0.9 − 0.8 is 0.0999… in f64).
+    let drop = trigger(
+        "RUN_METRIC_CHANGE",
+        json!({"metric": "acc", "current_window": 2, "prior_window": 2,
+               "direction": "DECREASE", "amount": 0.25}),
+    );
+    assert_eq!(
+        drop.fires(&[1.0, 1.0, 0.75, 0.75]),
+        Some(0.75),
+        "exactly 0.25"
+    );
+    assert_eq!(drop.fires(&[1.0, 1.0, 0.875, 0.875]), None, "0.125");
+    assert_eq!(drop.fires(&[0.75, 0.75, 1.0, 1.0]), None, "a rise");
+    let relative = trigger(
+        "RUN_METRIC_CHANGE",
+        json!({"metric": "loss", "agg": "MAX", "current_window": 1, "prior_window": 2,
+               "change_type": "RELATIVE", "direction": "INCREASE", "amount": 0.5}),
+    );
+    // prior max(2, 4) = 4, current 6: (6 − 4) / 4 = 0.5.
+    assert_eq!(relative.fires(&[2.0, 4.0, 6.0]), Some(6.0));
+    assert_eq!(relative.fires(&[2.0, 4.0, 5.0]), None);
+    // A negative prior: (−1 − (−2)) / |−2| = 0.5, an increase.
+    assert_eq!(relative.fires(&[-3.0, -2.0, -1.0]), Some(-1.0));
+    // A prior of 0: no relative change at all.
+    assert_eq!(relative.fires(&[0.0, 0.0, 100.0]), None);
+}
+
+#[test]
+fn zscores_measure_the_newest_value_against_the_ones_before() {
+    let spike = trigger(
+        "RUN_METRIC_ZSCORE",
+        json!({"metric": "grad_norm", "window": 4, "threshold": 2.0, "direction": "INCREASE"}),
+    );
+    // Before: 1, 3, 1, 3: mean 2, population deviation 1. Newest 4: z = 2, exactly.
+    assert_eq!(spike.fires(&[1.0, 3.0, 1.0, 3.0]), None, "too few values");
+    assert_eq!(spike.fires(&[1.0, 3.0, 1.0, 3.0, 4.0]), Some(4.0));
+    assert_eq!(spike.fires(&[1.0, 3.0, 1.0, 3.0, 3.5]), None, "z = 1.5");
+    assert_eq!(
+        spike.fires(&[1.0, 3.0, 1.0, 3.0, 0.0]),
+        None,
+        "z = −2, a drop"
+    );
+    let any = trigger(
+        "RUN_METRIC_ZSCORE",
+        json!({"metric": "grad_norm", "window": 4, "threshold": 2.0}),
+    );
+    assert_eq!(any.fires(&[1.0, 3.0, 1.0, 3.0, 0.0]), Some(0.0));
+    // Zero variance before it: no z-score, however far the newest value is.
+    assert_eq!(any.fires(&[5.0, 5.0, 5.0, 5.0, 500.0]), None);
+}
+
+#[test]
+fn nan_fires_on_a_non_finite_newest_value_and_stops_the_others() {
+    let nan = trigger("RUN_METRIC_NAN", json!({"metric": "loss"}));
+    assert!(nan.fires(&[1.0, f64::NAN]).is_some_and(f64::is_nan));
+    assert_eq!(nan.fires(&[1.0, f64::INFINITY]), Some(f64::INFINITY));
+    assert_eq!(nan.fires(&[f64::NAN, 1.0]), None);
+    // A NaN among the values another trigger looks at: it does not fire…
+    let above = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "loss", "agg": "MAX", "window": 2, "op": "$ne", "threshold": 0.0}),
+    );
+    assert_eq!(above.fires(&[1.0, f64::NAN]), None);
+    let spike = trigger(
+        "RUN_METRIC_ZSCORE",
+        json!({"metric": "g", "window": 2, "threshold": 1.0}),
+    );
+    assert_eq!(spike.fires(&[1.0, f64::NAN, 9.0]), None);
+    // …until the NaN has left the values it looks at.
+    assert_eq!(above.fires(&[f64::NAN, 1.0, 2.0]), Some(2.0));
+}
+
+#[test]
+fn windows_keep_the_last_values_by_step_and_ignore_repeats() {
+    let mut w = Window::default();
+    assert_eq!(w.insert(10, 1.0, 3), Inserted::Added);
+    assert_eq!(w.insert(30, 3.0, 3), Inserted::Added);
+    // Late: in its place by step.
+    assert_eq!(w.insert(20, 2.0, 3), Inserted::Added);
+    assert_eq!(w.values(), [1.0, 2.0, 3.0]);
+    // A repeated step: the first value counts.
+    assert_eq!(w.insert(20, 99.0, 3), Inserted::Repeated);
+    assert_eq!(w.values(), [1.0, 2.0, 3.0]);
+    // Full: the oldest goes; one older than all kept would fall out at once.
+    assert_eq!(w.insert(40, 4.0, 3), Inserted::Added);
+    assert_eq!(w.points, [(20, 2.0), (30, 3.0), (40, 4.0)]);
+    assert_eq!(w.insert(5, 0.5, 3), Inserted::TooOld);
+    assert_eq!(w.insert(25, 2.5, 3), Inserted::Added);
+    assert_eq!(w.points, [(25, 2.5), (30, 3.0), (40, 4.0)]);
+}
+
+#[test]
+fn values_read_and_render_as_json_can_carry_them() {
+    assert_eq!(read_value(&json!(0.5)), Some(0.5));
+    assert!(read_value(&json!("NaN")).is_some_and(f64::is_nan));
+    assert_eq!(read_value(&json!("Infinity")), Some(f64::INFINITY));
+    assert_eq!(read_value(&json!("-Infinity")), Some(f64::NEG_INFINITY));
+    assert_eq!(read_value(&json!("nan")), None);
+    assert_eq!(read_value(&json!(null)), None);
+    assert_eq!(render_value(0.25), json!(0.25));
+    assert_eq!(render_value(f64::NAN), json!("NaN"));
+    assert_eq!(render_value(f64::INFINITY), json!("Infinity"));
+    assert_eq!(render_value(f64::NEG_INFINITY), json!("-Infinity"));
+}
+
+#[test]
+fn bad_triggers_name_the_field() {
+    let cases = [
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "l", "window": 0, "op": "$gt", "threshold": 1}),
+            "event.window",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "l", "window": 1001, "op": "$gt", "threshold": 1}),
+            "event.window",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "l", "op": "$between", "threshold": 1}),
+            "event.op",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "l", "agg": "MEDIAN", "op": "$gt", "threshold": 1}),
+            "event.agg",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "l", "threshold": 1}),
+            "event.op",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "l", "op": "$gt"}),
+            "event.threshold",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "l", "op": "$gt", "threshold": 1, "amount": 1}),
+            "event.amount",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"metric": "", "op": "$gt", "threshold": 1}),
+            "event.metric",
+        ),
+        (
+            "RUN_METRIC_THRESHOLD",
+            json!({"op": "$gt", "threshold": 1}),
+            "event",
+        ),
+        (
+            "RUN_METRIC_CHANGE",
+            json!({"metric": "l", "current_window": 1, "prior_window": 1, "amount": -1}),
+            "event.amount",
+        ),
+        (
+            "RUN_METRIC_CHANGE",
+            json!({"metric": "l", "current_window": 1, "prior_window": 1, "amount": 0}),
+            "event.amount",
+        ),
+        (
+            "RUN_METRIC_CHANGE",
+            json!({"metric": "l", "current_window": 0, "prior_window": 1, "amount": 1}),
+            "event.current_window",
+        ),
+        (
+            "RUN_METRIC_CHANGE",
+            json!({"metric": "l", "current_window": 600, "prior_window": 500, "amount": 1}),
+            "event.prior_window",
+        ),
+        (
+            "RUN_METRIC_CHANGE",
+            json!({"metric": "l", "current_window": 1, "prior_window": 1, "amount": 1, "direction": "UP"}),
+            "event.direction",
+        ),
+        (
+            "RUN_METRIC_CHANGE",
+            json!({"metric": "l", "current_window": 1, "prior_window": 1, "amount": 1, "change_type": "LOG"}),
+            "event.change_type",
+        ),
+        (
+            "RUN_METRIC_ZSCORE",
+            json!({"metric": "l", "window": 3, "threshold": 0}),
+            "event.threshold",
+        ),
+        (
+            "RUN_METRIC_ZSCORE",
+            json!({"metric": "l", "window": 1000, "threshold": 1}),
+            "event.window",
+        ),
+        (
+            "RUN_METRIC_NAN",
+            json!({"metric": "l", "window": 3}),
+            "event.window",
+        ),
+        (
+            "RUN_METRIC_NAN",
+            json!({"metric": "l", "cooldown_seconds": -1}),
+            "event.cooldown_seconds",
+        ),
+        (
+            "RUN_METRIC_NAN",
+            json!({"metric": "l", "colour": "red"}),
+            "event.colour",
+        ),
+    ];
+    for (event_type, fields, field) in cases {
+        let e = refused(event_type, fields.clone());
+        assert_eq!(e.field, field, "{event_type} {fields}: {e}");
+    }
+}
+
+#[test]
+fn defaults_and_what_a_window_must_keep() {
+    let t = trigger("RUN_METRIC_NAN", json!({"metric": "loss"}));
+    assert_eq!(t.cooldown_seconds, DEFAULT_COOLDOWN_SECONDS);
+    assert_eq!(t.needs(), 1);
+    let t = trigger(
+        "RUN_METRIC_CHANGE",
+        json!({"metric": "l", "current_window": 3, "prior_window": 7, "amount": 1, "cooldown_seconds": 0}),
+    );
+    assert_eq!((t.needs(), t.cooldown_seconds), (10, 0));
+    let t = trigger(
+        "RUN_METRIC_ZSCORE",
+        json!({"metric": "l", "window": 999, "threshold": 3}),
+    );
+    assert_eq!(t.needs(), 1000);
+    let t = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "l", "op": "$gt", "threshold": 1}),
+    );
+    assert_eq!(t.needs(), 1);
+}
