@@ -13,6 +13,7 @@ use crate::domain::automation::Automation;
 use crate::domain::event::EventType;
 use crate::domain::execution::Execution;
 use crate::domain::integration::Integration;
+use crate::domain::metric::MetricState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -212,6 +213,39 @@ pub trait AccessStore: Send + Sync {
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Listing<AuditEntry>>;
+}
+
+/// A stored value and the version a conditional write must name to replace it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    /// 1 for the first write; a write naming 0 creates.
+    pub version: u64,
+}
+
+/// The metric windows and cooldowns of runs: one item per (team, run, metric), replaced by
+/// conditional writes only, so that concurrent evaluators lose no value.
+#[async_trait]
+pub trait MetricStore: Send + Sync {
+    /// The state of `metric` in `run`, if one is kept and has not expired.
+    async fn get_metric_state(
+        &self,
+        team: &str,
+        run: &str,
+        metric: &str,
+    ) -> StoreResult<Option<Versioned<MetricState>>>;
+    /// Writes the state if what is stored is still `version` (0: nothing, or only an
+    /// expired state, is stored), kept until `expires_at`; returns the new version, or
+    /// `Stale` when another write came first.
+    async fn put_metric_state(
+        &self,
+        team: &str,
+        run: &str,
+        metric: &str,
+        state: &MetricState,
+        version: u64,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<u64>;
 }
 
 /// How fresh a key lookup must be.

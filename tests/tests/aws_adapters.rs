@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use automations_tests::moto;
-use shared::adapters::aws::{DynamoAccess, DynamoStore, SecretsManagerSecrets, SqsQueue};
+use shared::adapters::aws::{
+    DynamoAccess, DynamoMetrics, DynamoStore, SecretsManagerSecrets, SqsQueue,
+};
 use shared::conformance::{self, ManualClock, QueueUnderTest};
 
 static QUEUES: AtomicUsize = AtomicUsize::new(0);
@@ -73,6 +75,19 @@ async fn dynamodb_access_conforms() {
     let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
     conformance::access_suite(
         Arc::new(DynamoAccess::new(client, table, clock.clone())),
+        clock,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_metrics_conform() {
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config().await);
+    let table = format!("conformance-metrics-{}", std::process::id());
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    conformance::metrics_suite(
+        Arc::new(DynamoMetrics::new(client, table, clock.clone())),
         clock,
     )
     .await;

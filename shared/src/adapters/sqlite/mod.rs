@@ -3,6 +3,7 @@
 //! matching automations, conditional writes.
 
 mod access;
+mod metrics;
 mod queue;
 mod secrets;
 mod store;
@@ -15,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use access::SqliteAccess;
+pub use metrics::SqliteMetrics;
 pub use queue::{LocalDeadLetters, SqliteQueue};
 pub use secrets::{SecretsKey, SqliteSecrets};
 pub use store::SqliteStore;
@@ -101,6 +103,16 @@ CREATE TABLE IF NOT EXISTS audit (
     PRIMARY KEY (team, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_by_expiry ON audit (expires_at);
+CREATE TABLE IF NOT EXISTS metric_state (
+    team TEXT NOT NULL,
+    run TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (team, run, metric)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS metric_state_by_expiry ON metric_state (expires_at);
 CREATE INDEX IF NOT EXISTS queue_by_visibility ON queue_messages (queue, visible_at, id);
 "#;
 

@@ -11,8 +11,8 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 
 use super::{
-    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteQueue, SqliteSecrets, SqliteStore,
-    SqliteTamper,
+    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteMetrics, SqliteQueue,
+    SqliteSecrets, SqliteStore, SqliteTamper,
 };
 use crate::conformance::{self, ManualClock, QueueUnderTest};
 use crate::ports::{Clock, DeadLetters, Queue, SecretStore, SecretValue, SystemClock};
@@ -74,6 +74,14 @@ async fn access_conforms() {
     let clock = manual_clock();
     let access = SqliteAccess::new(file.db.clone(), clock.clone());
     conformance::access_suite(Arc::new(access), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_conform() {
+    let file = DbFile::new();
+    let clock = manual_clock();
+    let metrics = SqliteMetrics::new(file.db.clone(), clock.clone());
+    conformance::metrics_suite(Arc::new(metrics), clock).await;
 }
 
 #[tokio::test]

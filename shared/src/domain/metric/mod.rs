@@ -384,8 +384,69 @@ impl MetricTrigger {
 /// The last values of one metric of one run, ordered by step, at most `capacity` of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Window {
-    /// `(step, value)`, ascending by step.
+    /// `(step, value)`, ascending by step. Stored as `[step, value]` pairs whose value is a
+    /// number or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    #[serde(with = "points")]
     pub points: Vec<(i64, f64)>,
+}
+
+/// Points as JSON can keep them: JSON has no NaN or infinities, so those are strings.
+mod points {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(points: &[(i64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            points
+                .iter()
+                .map(|(step, v)| (step, super::render_value(*v))),
+        )
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(i64, f64)>, D::Error> {
+        let pairs: Vec<(i64, Value)> = Vec::deserialize(d)?;
+        pairs
+            .into_iter()
+            .map(|(step, v)| {
+                super::read_value(&v).map(|v| (step, v)).ok_or_else(|| {
+                    D::Error::custom(format!("step {step}: {v} is not a metric value"))
+                })
+            })
+            .collect()
+    }
+}
+
+/// What the engine keeps per (run, metric): the window, and for each automation watching
+/// the metric, until when (unix ms) this run leaves it alone after it fired.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricState {
+    pub window: Window,
+    #[serde(default)]
+    pub cooldowns: std::collections::BTreeMap<String, i64>,
+}
+
+impl MetricState {
+    /// Whether the run leaves `automation` alone at `now_ms`.
+    pub fn cooling(&self, automation: &str, now_ms: i64) -> bool {
+        self.cooldowns
+            .get(automation)
+            .is_some_and(|until| *until > now_ms)
+    }
+
+    /// Leaves `automation` alone for `seconds` from `now_ms` (none when 0), and forgets
+    /// the cooldowns that are over.
+    pub fn fired(&mut self, automation: &str, now_ms: i64, seconds: u64) {
+        self.cooldowns.retain(|_, until| *until > now_ms);
+        if seconds > 0 {
+            let until = now_ms.saturating_add(
+                i64::try_from(seconds)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1000),
+            );
+            self.cooldowns.insert(automation.to_string(), until);
+        }
+    }
 }
 
 /// What [`Window::insert`] did with a point.

@@ -303,3 +303,39 @@ fn defaults_and_what_a_window_must_keep() {
     );
     assert_eq!(t.needs(), 1);
 }
+
+#[test]
+fn states_read_back_with_their_non_finite_values_and_cooldowns() {
+    let mut state = MetricState::default();
+    for (step, v) in [
+        (1, 0.5),
+        (2, f64::NAN),
+        (3, f64::INFINITY),
+        (4, f64::NEG_INFINITY),
+    ] {
+        state.window.insert(step, v, 10);
+    }
+    state.fired("a1", 1_000, 60);
+    state.fired("a2", 1_000, 0);
+    let json = serde_json::to_string(&state).unwrap();
+    assert_eq!(
+        json,
+        r#"{"window":{"points":[[1,0.5],[2,"NaN"],[3,"Infinity"],[4,"-Infinity"]]},"cooldowns":{"a1":61000}}"#
+    );
+    let back: MetricState = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.window.points[0], (1, 0.5));
+    assert!(back.window.points[1].1.is_nan());
+    assert_eq!(back.cooldowns, state.cooldowns);
+    assert!(back.cooling("a1", 60_999));
+    assert!(!back.cooling("a1", 61_000));
+    assert!(!back.cooling("a2", 1_000), "0 seconds: no cooldown");
+    assert!(serde_json::from_str::<MetricState>(r#"{"window":{"points":[[1,null]]}}"#).is_err());
+}
+
+#[test]
+fn a_firing_forgets_cooldowns_that_are_over() {
+    let mut state = MetricState::default();
+    state.fired("old", 0, 10);
+    state.fired("new", 20_000, 10);
+    assert_eq!(state.cooldowns.keys().collect::<Vec<_>>(), ["new"]);
+}

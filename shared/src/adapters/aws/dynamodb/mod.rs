@@ -10,15 +10,18 @@
 //! | seen event | `TEAM#{team}` | `EVENT#{id}` | TTL `expires_at` |
 //! | execution | `TEAM#{team}` | `EXECUTION#{id}` | `by_automation`: `{team}#{automation}`, `{ms}#{id}` |
 //!
-//! Keys and the audit trail live in the same table ([`access`]).
+//! Keys and the audit trail live in the same table ([`access`]), and so do the runs'
+//! metric windows ([`metrics`]).
 //!
 //! Items keep the domain value as JSON in `body`; key attributes sit beside it. Unique
 //! names are lock items written in the same transaction; creates and updates are
 //! conditional writes.
 
 mod access;
+mod metrics;
 
 pub use access::{DynamoAccess, KEY_HASH};
+pub use metrics::DynamoMetrics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
