@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{AppState, listed, team};
+use super::{AppState, paged, team};
 use crate::http::extract::{ApiPath, ApiResult, Page};
 use crate::usecases::access;
 
@@ -18,14 +18,6 @@ pub async fn list(
     team(&s, &t).await?;
     let (limit, before) = Page::read(page)?;
     let listing = access::list_audit(&s.engine, &t, limit, before.as_deref()).await?;
-    let next = (listing.entries.len() == limit)
-        .then(|| listing.entries.last())
-        .flatten()
-        .map(|last| match last {
-            Ok(e) => e.id.clone(),
-            Err(bad) => bad.id.clone(),
-        });
-    let mut answer = listed(&t, "entries", &listing, |e| json!(e));
-    answer["next_before"] = next.map_or(Value::Null, Value::String);
+    let answer = paged(&t, "entries", &listing, limit, |e| &e.id, |e| json!(e));
     Ok(Json(answer).into_response())
 }

@@ -5,9 +5,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde_json::Value;
 
-use super::{AppState, Caller, listed, team};
+use super::{AppState, Caller, paged, team};
 use crate::domain::execution::Execution;
 use crate::http::extract::{ApiPath, ApiResult, Page};
 use crate::usecases::manage;
@@ -26,16 +25,14 @@ pub async fn list(
         .list_executions(&t, &id, limit, before.as_deref())
         .await
         .map_err(crate::usecases::Error::from)?;
-    // The cursor is the page's oldest entry, readable or not.
-    let next = (listing.entries.len() == limit)
-        .then(|| listing.entries.last())
-        .flatten()
-        .map(|last| match last {
-            Ok(e) => e.id.clone(),
-            Err(bad) => bad.id.clone(),
-        });
-    let mut answer = listed(&t, "executions", &listing, Execution::public_view);
-    answer["next_before"] = next.map_or(Value::Null, Value::String);
+    let answer = paged(
+        &t,
+        "executions",
+        &listing,
+        limit,
+        |e| &e.id,
+        Execution::public_view,
+    );
     Ok(Json(answer).into_response())
 }
 

@@ -416,6 +416,28 @@ fn created(value: Value) -> Response {
     (StatusCode::CREATED, Json(value)).into_response()
 }
 
+/// A page of a listing as the API answers it: [`listed`], and `next_before`, the cursor of
+/// the next page (the page's oldest entry, readable or not) when the page is full.
+fn paged<T>(
+    team: &str,
+    key: &str,
+    listing: &Listing<T>,
+    limit: usize,
+    id: impl Fn(&T) -> &str,
+    view: impl Fn(&T) -> Value,
+) -> Value {
+    let next = (listing.entries.len() == limit)
+        .then(|| listing.entries.last())
+        .flatten()
+        .map(|last| match last {
+            Ok(item) => id(item).to_string(),
+            Err(bad) => bad.id.clone(),
+        });
+    let mut answer = listed(team, key, listing, view);
+    answer["next_before"] = next.map_or(Value::Null, Value::String);
+    answer
+}
+
 /// A listing as the API answers it: `{"<key>": [...], "unreadable": [{"id", "error"}]}`.
 /// Items that cannot be read are skipped, logged with their id, and named here.
 fn listed<T>(team: &str, key: &str, listing: &Listing<T>, view: impl Fn(&T) -> Value) -> Value {
