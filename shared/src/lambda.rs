@@ -7,7 +7,9 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::adapters::aws::{DynamoAccess, DynamoStore, SecretsManagerSecrets, SqsQueue};
+use crate::adapters::aws::{
+    DynamoAccess, DynamoMetrics, DynamoStore, SecretsManagerSecrets, SqsQueue,
+};
 use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::adapters::cached_secrets::{CachedSecrets, SECRETS_CACHE_TTL};
 use crate::config::settings_from;
@@ -65,9 +67,10 @@ pub fn engine(config: &LambdaConfig, sdk: &aws_config::SdkConfig) -> Result<Engi
             clock.clone(),
         )),
         access: Arc::new(CachedKeys::new(
-            DynamoAccess::new(dynamodb, &config.table, clock.clone()),
+            DynamoAccess::new(dynamodb.clone(), &config.table, clock.clone()),
             KEYS_CACHE_TTL,
         )),
+        metrics: Arc::new(DynamoMetrics::new(dynamodb, &config.table, clock.clone())),
         secrets: Arc::new(CachedSecrets::new(
             SecretsManagerSecrets::new(
                 aws_sdk_secretsmanager::Client::new(sdk),

@@ -10,8 +10,8 @@ use tracing::Instrument;
 
 use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::adapters::sqlite::{
-    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteQueue, SqliteSecrets, SqliteStore,
-    private_file,
+    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteMetrics, SqliteQueue,
+    SqliteSecrets, SqliteStore, private_file,
 };
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
@@ -86,6 +86,7 @@ impl LocalRuntime {
                 SqliteAccess::new(db.clone(), clock.clone()),
                 KEYS_CACHE_TTL,
             )),
+            metrics: Arc::new(SqliteMetrics::new(db.clone(), clock.clone())),
             secrets: Arc::new(SqliteSecrets::new(db.clone(), &key, clock.clone())),
             events: events.clone(),
             actions: actions.clone(),

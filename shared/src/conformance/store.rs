@@ -871,6 +871,7 @@ fn automation(team: &str, id: &str, name: &str, scope: Scope, event_type: EventT
                 event_type: event_type.as_str().to_string(),
                 filter: None,
                 states: None,
+                rule: Default::default(),
             },
             action: Action {
                 kind: "no_op".into(),

@@ -10,6 +10,7 @@ use super::filter::Filter;
 use super::limits::{
     MAX_FILTER_BYTES, MAX_FILTER_DEPTH, MAX_TEMPLATE_BYTES, check_depth, check_json, check_size,
 };
+use super::metric::MetricTrigger;
 use super::template;
 use super::{Invalid, check_name};
 
@@ -62,9 +63,10 @@ impl Scope {
     }
 }
 
-/// The trigger: which event type, an optional filter, and for runs the states that count.
+/// The trigger: which event type, an optional filter, for run states the states that
+/// count, and for run metrics the metric and its rule (`metric`, `agg`, `window`, …, kept
+/// in `rule` as written and read by [`MetricTrigger::parse`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Trigger {
     #[serde(rename = "type")]
     pub event_type: String,
@@ -72,6 +74,18 @@ pub struct Trigger {
     pub filter: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub states: Option<Vec<String>>,
+    /// Every other field. Only run-metric triggers take any; validation refuses the rest.
+    #[serde(flatten)]
+    pub rule: Map<String, Value>,
+}
+
+impl Trigger {
+    /// The run-metric trigger this is, if its type is one.
+    pub fn metric(&self) -> Option<Result<MetricTrigger, Invalid>> {
+        RUN_METRIC_TRIGGERS
+            .contains(&self.event_type.as_str())
+            .then(|| MetricTrigger::parse(&self.event_type, self.rule.clone()))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,7 +147,8 @@ pub struct References {
     pub secrets: BTreeSet<String>,
 }
 
-const RUN_METRIC_TRIGGERS: [&str; 4] = [
+/// The trigger types that watch a metric of `RUN_METRICS` events.
+pub const RUN_METRIC_TRIGGERS: [&str; 4] = [
     "RUN_METRIC_THRESHOLD",
     "RUN_METRIC_CHANGE",
     "RUN_METRIC_ZSCORE",
@@ -149,26 +164,46 @@ impl AutomationInput {
         }
         self.scope.validate()?;
         let event_type = self.event_type()?;
-        match (&self.scope, event_type) {
-            (Scope::Registry { .. }, EventType::RunState) => {
-                return Err(Invalid::new(
-                    "event.type",
-                    "run events happen in projects: use a project or team scope",
-                ));
-            }
-            (
+        if !event_type.is_artifact() {
+            match &self.scope {
+                Scope::Registry { .. } => {
+                    return Err(Invalid::new(
+                        "event.type",
+                        "run events happen in projects: use a project or team scope",
+                    ));
+                }
                 Scope::Project {
                     collection: Some(_),
                     ..
-                },
-                EventType::RunState,
-            ) => {
-                return Err(Invalid::new(
-                    "scope.collection",
-                    "run triggers cannot be limited to an artifact collection",
-                ));
+                } => {
+                    return Err(Invalid::new(
+                        "scope.collection",
+                        "run triggers cannot be limited to an artifact collection",
+                    ));
+                }
+                _ => {}
             }
-            _ => {}
+        }
+        match self.event.metric() {
+            Some(metric) => {
+                metric?;
+            }
+            None => {
+                if let Some(field) = self.event.rule.keys().next() {
+                    return Err(Invalid::new(
+                        format!("event.{field}"),
+                        format!(
+                            "unknown field; {} triggers take type, filter{}",
+                            self.event.event_type,
+                            if event_type == EventType::RunState {
+                                " and states"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(filter) = &self.event.filter {
             check_depth("event.filter", filter, MAX_FILTER_DEPTH)?;
@@ -212,18 +247,19 @@ impl AutomationInput {
         self.validate_action()
     }
 
-    /// The trigger's event type.
+    /// The event type the trigger watches: run-metric triggers watch `RUN_METRICS`.
     pub fn event_type(&self) -> Result<EventType, Invalid> {
         let t = self.event.event_type.as_str();
         if RUN_METRIC_TRIGGERS.contains(&t) {
-            return Err(Invalid::new(
-                "event.type",
-                format!("{t} triggers are not supported yet by this version"),
-            ));
+            return Ok(EventType::RunMetrics);
         }
         match EventType::parse(t) {
             Some(EventType::RunMetrics) | None => {
-                let known: Vec<_> = EventType::ALL[..7].iter().map(|t| t.as_str()).collect();
+                let known: Vec<_> = EventType::ALL[..7]
+                    .iter()
+                    .map(|t| t.as_str())
+                    .chain(RUN_METRIC_TRIGGERS)
+                    .collect();
                 Err(Invalid::new(
                     "event.type",
                     format!(
@@ -233,6 +269,15 @@ impl AutomationInput {
                 ))
             }
             Some(t) => Ok(t),
+        }
+    }
+
+    /// The event type the stores file the automation under, for evaluation to find it by
+    /// (every run-metric trigger under `RUN_METRICS`).
+    pub fn index_type(&self) -> &str {
+        match self.event_type() {
+            Ok(t) => t.as_str(),
+            Err(_) => &self.event.event_type,
         }
     }
 
@@ -291,6 +336,8 @@ pub struct Compiled {
     pub event_type: EventType,
     filter: Option<Filter>,
     states: Vec<RunState>,
+    /// For run-metric triggers: the metric and the rule.
+    pub metric: Option<MetricTrigger>,
 }
 
 impl Compiled {
@@ -311,11 +358,13 @@ impl Compiled {
             .flatten()
             .filter_map(|s| RunState::parse(s))
             .collect();
+        let metric = automation.spec.event.metric().transpose()?;
         Ok(Self {
             automation,
             event_type,
             filter,
             states,
+            metric,
         })
     }
 
@@ -386,6 +435,10 @@ mod tests {
                 "event.type",
             ),
             (
+                Box::new(|v| v["event"]["labels"] = json!(["x"])),
+                "event.labels",
+            ),
+            (
                 Box::new(|v| v["action"]["payload"] = json!({"x": ["${nope}"]})),
                 "action.payload.x[0]",
             ),
@@ -431,6 +484,102 @@ mod tests {
             let err = input(v.clone()).validate().unwrap_err();
             assert_eq!(err.field, field, "{v}: {err}");
         }
+    }
+
+    fn metric(trigger: Value) -> Result<References, Invalid> {
+        input(
+            json!({"name": "watch", "scope": {"type": "project", "name": "p"},
+                     "event": trigger, "action": {"type": "no_op"}}),
+        )
+        .validate()
+    }
+
+    #[test]
+    fn metric_triggers_are_checked_when_saved_and_filed_under_run_metrics() {
+        let ok = json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "agg": "AVERAGE",
+                        "window": 5, "op": "$gt", "threshold": 2.5,
+                        "filter": {"run.name": {"$regex": "^sweep"}}});
+        metric(ok.clone()).unwrap();
+        let spec = input(
+            json!({"name": "watch", "scope": {"type": "team"}, "event": ok,
+                                "action": {"type": "no_op"}}),
+        );
+        assert_eq!(spec.index_type(), "RUN_METRICS");
+        assert_eq!(spec.event_type().unwrap(), EventType::RunMetrics);
+        // The rule's fields read back as written.
+        let back: AutomationInput =
+            serde_json::from_value(serde_json::to_value(&spec).unwrap()).unwrap();
+        assert_eq!(back.event, spec.event);
+        let compiled = Compiled::new(Automation {
+            id: "a".into(),
+            team: "acme".into(),
+            spec,
+            created_at: String::new(),
+            updated_at: String::new(),
+        })
+        .unwrap();
+        assert_eq!(compiled.metric.as_ref().unwrap().needs(), 5);
+        let refused = [
+            (
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "window": 0, "op": "$gt", "threshold": 1}),
+                "event.window",
+            ),
+            (
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "agg": "MEDIAN", "op": "$gt", "threshold": 1}),
+                "event.agg",
+            ),
+            (
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "op": "$between", "threshold": 1}),
+                "event.op",
+            ),
+            (
+                json!({"type": "RUN_METRIC_CHANGE", "metric": "loss", "current_window": 2, "prior_window": 2, "amount": -1}),
+                "event.amount",
+            ),
+            (
+                json!({"type": "RUN_METRIC_ZSCORE", "metric": "loss", "window": 1001, "threshold": 3}),
+                "event.window",
+            ),
+            (
+                json!({"type": "RUN_METRIC_NAN", "metric": "loss", "cooldown_seconds": 400_000_000}),
+                "event.cooldown_seconds",
+            ),
+            (
+                json!({"type": "RUN_METRIC_NAN", "metric": "loss", "wndow": 3}),
+                "event.wndow",
+            ),
+            (json!({"type": "RUN_METRIC_NAN"}), "event.metric"),
+            (
+                json!({"type": "RUN_METRIC_NAN", "metric": "loss", "states": ["FAILED"]}),
+                "event.states",
+            ),
+            (
+                json!({"type": "RUN_STATE", "states": ["FAILED"], "metric": "loss"}),
+                "event.metric",
+            ),
+            (
+                json!({"type": "RUN_METRICS", "metric": "loss"}),
+                "event.type",
+            ),
+        ];
+        for (trigger, field) in refused {
+            let err = metric(trigger.clone()).unwrap_err();
+            assert_eq!(err.field, field, "{trigger}: {err}");
+        }
+        // Run triggers belong to projects, whole ones.
+        let nan = json!({"type": "RUN_METRIC_NAN", "metric": "loss"});
+        let in_registry = input(
+            json!({"name": "w", "scope": {"type": "registry", "name": "m"},
+                                       "event": nan, "action": {"type": "no_op"}}),
+        );
+        assert_eq!(in_registry.validate().unwrap_err().field, "event.type");
+        let in_collection = input(json!({"name": "w",
+            "scope": {"type": "project", "name": "p", "collection": "c"},
+            "event": nan, "action": {"type": "no_op"}}));
+        assert_eq!(
+            in_collection.validate().unwrap_err().field,
+            "scope.collection"
+        );
     }
 
     #[test]

@@ -6,10 +6,14 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::limits::{MAX_DEPTH, MAX_EVENT_BYTES, check_levels, depth, json_len};
+use super::metric::{check_metric_name, read_value};
 use super::{Invalid, check_name};
 
 /// Largest batch accepted in one request.
 pub const MAX_BATCH: usize = 1000;
+
+/// Most metrics one `RUN_METRICS` event may carry.
+pub const MAX_METRICS_PER_EVENT: usize = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -173,6 +177,12 @@ pub struct Event {
     pub received_at_ms: i64,
     pub artifact: Option<Artifact>,
     pub run: Option<Run>,
+    /// `RUN_METRICS` only: the step, and the metrics' values at it (numbers, or `"NaN"`,
+    /// `"Infinity"`, `"-Infinity"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Map<String, Value>>,
 }
 
 impl EventInput {
@@ -189,12 +199,6 @@ impl EventInput {
                 ),
             )
         })?;
-        if event_type == EventType::RunMetrics {
-            return Err(Invalid::new(
-                "event_type",
-                "RUN_METRICS events are not supported yet by this version; metric automations come in a later release",
-            ));
-        }
         if let Some(client_id) = &self.id {
             check_event_id(client_id)?;
         }
@@ -230,12 +234,7 @@ impl EventInput {
             }
             None => format_time(now),
         };
-        if self.metrics.is_some() || self.step.is_some() {
-            return Err(Invalid::new(
-                "metrics",
-                "only RUN_METRICS events carry metrics and step",
-            ));
-        }
+        let (step, metrics) = check_points(event_type, self.step, self.metrics)?;
         let mut run = self.run;
         if event_type.is_artifact() {
             let artifact = self.artifact.as_ref().ok_or_else(|| {
@@ -292,21 +291,26 @@ impl EventInput {
                     check_text(field, v, 256)?;
                 }
             }
-            let state = r.state.as_deref().ok_or_else(|| {
-                Invalid::new(
-                    "run.state",
-                    "missing: RUN_STATE events need the state the run entered",
-                )
-            })?;
-            let parsed = RunState::parse(state).ok_or_else(|| {
-                Invalid::new(
-                    "run.state",
-                    format!(
-                        "unknown run state {state:?}; expected RUNNING, FINISHED, FAILED or CRASHED"
-                    ),
-                )
-            })?;
-            r.state = Some(parsed.as_str().to_string());
+            match r.state.as_deref() {
+                None if event_type == EventType::RunState => {
+                    return Err(Invalid::new(
+                        "run.state",
+                        "missing: RUN_STATE events need the state the run entered",
+                    ));
+                }
+                None => {}
+                Some(state) => {
+                    let parsed = RunState::parse(state).ok_or_else(|| {
+                        Invalid::new(
+                            "run.state",
+                            format!(
+                                "unknown run state {state:?}; expected RUNNING, FINISHED, FAILED or CRASHED"
+                            ),
+                        )
+                    })?;
+                    r.state = Some(parsed.as_str().to_string());
+                }
+            }
         }
         let event = Event {
             id: self.id.unwrap_or(id),
@@ -319,12 +323,17 @@ impl EventInput {
             received_at_ms: (now.unix_timestamp_nanos() / 1_000_000) as i64,
             artifact: self.artifact,
             run,
+            step,
+            metrics,
         };
-        // Every other field is bounded; only the metadata can make an event this large.
+        // Every other field is bounded; only the metadata or the metrics can make an event
+        // this large.
         let len = json_len(&event);
         if len > MAX_EVENT_BYTES {
             let field = if event.artifact.is_some() {
                 "artifact.metadata"
+            } else if event.metrics.is_some() {
+                "metrics"
             } else {
                 ""
             };
@@ -337,6 +346,63 @@ impl EventInput {
         }
         Ok(event)
     }
+}
+
+/// `RUN_METRICS` events carry a step and 1 to [`MAX_METRICS_PER_EVENT`] metrics, each a
+/// number or `"NaN"`, `"Infinity"`, `"-Infinity"` (kept as sent); other events neither.
+type Points = (Option<u64>, Option<Map<String, Value>>);
+
+fn check_points(
+    event_type: EventType,
+    step: Option<u64>,
+    metrics: Option<Map<String, Value>>,
+) -> Result<Points, Invalid> {
+    if event_type != EventType::RunMetrics {
+        if metrics.is_some() || step.is_some() {
+            return Err(Invalid::new(
+                if metrics.is_some() { "metrics" } else { "step" },
+                "only RUN_METRICS events carry metrics and step",
+            ));
+        }
+        return Ok((None, None));
+    }
+    let step = step.ok_or_else(|| {
+        Invalid::new(
+            "step",
+            "missing: RUN_METRICS events need the step the metrics were logged at",
+        )
+    })?;
+    if i64::try_from(step).is_err() {
+        return Err(Invalid::new(
+            "step",
+            format!("must be at most {}", i64::MAX),
+        ));
+    }
+    let metrics = metrics.ok_or_else(|| {
+        Invalid::new(
+            "metrics",
+            "missing: RUN_METRICS events need the metrics, e.g. {\"loss\": 0.31}",
+        )
+    })?;
+    if metrics.is_empty() || metrics.len() > MAX_METRICS_PER_EVENT {
+        return Err(Invalid::new(
+            "metrics",
+            format!(
+                "must hold 1 to {MAX_METRICS_PER_EVENT} metrics, got {}",
+                metrics.len()
+            ),
+        ));
+    }
+    for (name, value) in &metrics {
+        check_metric_name("metrics", name)?;
+        if read_value(value).is_none() {
+            return Err(Invalid::new(
+                format!("metrics.{name}"),
+                "must be a number, or \"NaN\", \"Infinity\" or \"-Infinity\"",
+            ));
+        }
+    }
+    Ok((Some(step), Some(metrics)))
 }
 
 /// Metadata nests at most [`MAX_DEPTH`] levels, the metadata object itself being the first.
@@ -520,8 +586,59 @@ mod tests {
                 "id",
             ),
             (
-                json!({"event_type": "RUN_METRICS", "project": "p"}),
-                "event_type",
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "metrics": {"loss": 1}}),
+                "step",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "step": 1}),
+                "metrics",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "step": 1, "metrics": {}}),
+                "metrics",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "step": 1,
+                       "metrics": {"loss": "nan"}}),
+                "metrics.loss",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "step": 1,
+                       "metrics": {"loss": [1]}}),
+                "metrics.loss",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "step": 1,
+                       "metrics": {"": 1}}),
+                "metrics",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "step": 1,
+                       "metrics": {"a\nb": 1}}),
+                "metrics",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r"}, "step": u64::MAX,
+                       "metrics": {"loss": 1}}),
+                "step",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "step": 1, "metrics": {"loss": 1}}),
+                "run",
+            ),
+            (
+                json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r", "state": "ASLEEP"},
+                       "step": 1, "metrics": {"loss": 1}}),
+                "run.state",
+            ),
+            (
+                json!({"event_type": "RUN_STATE", "project": "p", "run": {"id": "r", "state": "FAILED"}, "step": 1}),
+                "step",
+            ),
+            (
+                json!({"event_type": "LINK_ARTIFACT", "project": "p", "artifact": {"collection": "c", "version": "v"},
+                       "metrics": {"loss": 1}}),
+                "metrics",
             ),
             (
                 json!({"event_type": "LINK_ARTIFACT", "project": "p", "artifact": {"collection": "c", "version": "v\u{0}"}}),
@@ -532,6 +649,38 @@ mod tests {
             let err = validate(input.clone()).unwrap_err();
             assert_eq!(err.field, field, "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn metric_events_keep_their_step_and_values_as_sent() {
+        let e = validate(json!({"event_type": "RUN_METRICS", "project": "detector",
+            "run": {"id": "3kx9", "name": "sunny-1"}, "step": 1200,
+            "metrics": {"loss": 0.31, "grad/norm": "Infinity", "acc": 1}}))
+        .unwrap();
+        assert_eq!(e.step, Some(1200));
+        let metrics = e.metrics.as_ref().unwrap();
+        assert_eq!(metrics["grad/norm"], "Infinity");
+        assert_eq!(metrics["loss"], 0.31);
+        // A run's state is optional on metric events.
+        assert_eq!(e.run.as_ref().unwrap().state, None);
+        assert_eq!(e.scope_keys(), vec!["team", "project/detector"]);
+        let many: Map<String, Value> = (0..=MAX_METRICS_PER_EVENT)
+            .map(|i| (format!("m{i}"), json!(i)))
+            .collect();
+        let err = validate(json!({"event_type": "RUN_METRICS", "project": "p",
+            "run": {"id": "r"}, "step": 1, "metrics": many}))
+        .unwrap_err();
+        assert_eq!(err.field, "metrics");
+        assert!(err.message.contains("1 to 500"), "{err}");
+        // Big but within the count: the event's size is the limit, and names the metrics.
+        let long: Map<String, Value> = (0..MAX_METRICS_PER_EVENT)
+            .map(|i| (format!("{i:0>250}"), json!(i)))
+            .collect();
+        let err = validate(json!({"event_type": "RUN_METRICS", "project": "p",
+            "run": {"id": "r"}, "step": 1, "metrics": long}))
+        .unwrap_err();
+        assert_eq!(err.field, "metrics");
+        assert!(err.message.contains("bytes"), "{err}");
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::delivery::guard::OutboundGuard;
 use crate::delivery::retry::RetrySchedule;
 use crate::domain::Invalid;
 use crate::ports::{
-    AccessStore, AutomationStore, Clock, Queue, QueueError, SecretStore, StoreError, WebhookSender,
+    AccessStore, AutomationStore, Clock, MetricStore, Queue, QueueError, SecretStore, StoreError,
+    WebhookSender,
 };
 
 /// Everything the use cases need, wired by a runtime.
@@ -21,6 +22,8 @@ pub struct Engine {
     pub store: Arc<dyn AutomationStore>,
     /// Team keys and the audit trail.
     pub access: Arc<dyn AccessStore>,
+    /// The windows and cooldowns of run metrics.
+    pub metrics: Arc<dyn MetricStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub events: Arc<dyn Queue>,
     pub actions: Arc<dyn Queue>,

@@ -243,7 +243,7 @@ impl AutomationStore for SqliteStore {
     async fn put_automation(&self, automation: &Automation, create: bool) -> StoreResult<()> {
         let a = automation;
         let columns = [
-            ("event_type", a.spec.event.event_type.clone()),
+            ("event_type", a.spec.index_type().to_string()),
             ("scope_key", a.spec.scope.key()),
         ];
         self.put_item(

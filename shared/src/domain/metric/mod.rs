@@ -25,6 +25,28 @@ use super::{Invalid, from_json};
 /// Most values a trigger may look at: a window item never grows past this.
 pub const MAX_WINDOW: usize = 1000;
 
+/// Longest metric name.
+pub const MAX_METRIC_NAME_BYTES: usize = 256;
+
+/// A metric name: 1 to [`MAX_METRIC_NAME_BYTES`] bytes with no control characters (`/`,
+/// `.` and spaces are common in metric names and allowed).
+pub fn check_metric_name(field: &str, name: &str) -> Result<(), Invalid> {
+    let problem = if name.is_empty() {
+        "must not be empty".to_string()
+    } else if name.len() > MAX_METRIC_NAME_BYTES {
+        format!("is longer than {MAX_METRIC_NAME_BYTES} bytes")
+    } else if name.chars().any(char::is_control) {
+        "must not contain control characters".to_string()
+    } else {
+        return Ok(());
+    };
+    let shown: String = name.chars().take(64).collect();
+    Err(Invalid::new(
+        field,
+        format!("metric name {shown:?} {problem}"),
+    ))
+}
+
 /// A metric value as an event carries it: a JSON number, or `"NaN"`, `"Infinity"`,
 /// `"-Infinity"` (JSON has no such numbers).
 pub fn read_value(value: &Value) -> Option<f64> {
@@ -171,7 +193,7 @@ pub const DEFAULT_COOLDOWN_SECONDS: u64 = 24 * 3600;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fields {
-    metric: String,
+    metric: Option<String>,
     agg: Option<Agg>,
     window: Option<usize>,
     op: Option<Op>,
@@ -225,9 +247,12 @@ impl MetricTrigger {
     pub fn parse(event_type: &str, fields: Map<String, Value>) -> Result<Self, Invalid> {
         let f: Fields = from_json(Value::Object(fields)).map_err(|e| e.within("event"))?;
         let at = |field: &str| format!("event.{field}");
-        if f.metric.is_empty() || f.metric.len() > 256 {
-            return Err(Invalid::new(at("metric"), "must be 1 to 256 characters"));
-        }
+        let metric = required(
+            f.metric.clone(),
+            &at("metric"),
+            "the name of the metric to watch",
+        )?;
+        check_metric_name(&at("metric"), &metric)?;
         let unused = |present: bool, field: &str| -> Result<(), Invalid> {
             if present {
                 Err(Invalid::new(
@@ -317,9 +342,18 @@ impl MetricTrigger {
             }
         };
         Ok(Self {
-            metric: f.metric,
+            metric,
             rule,
-            cooldown_seconds: f.cooldown_seconds.unwrap_or(DEFAULT_COOLDOWN_SECONDS),
+            cooldown_seconds: match f.cooldown_seconds {
+                None => DEFAULT_COOLDOWN_SECONDS,
+                Some(s) if s <= MAX_COOLDOWN_SECONDS => s,
+                Some(s) => {
+                    return Err(Invalid::new(
+                        at("cooldown_seconds"),
+                        format!("must be at most {MAX_COOLDOWN_SECONDS} (a year), not {s}"),
+                    ));
+                }
+            },
         })
     }
 
@@ -381,6 +415,24 @@ impl MetricTrigger {
     }
 }
 
+impl MetricTrigger {
+    /// Whether the trigger fires once a value joined `window` with `newer` values after it
+    /// (0: it is the newest). A late value fires only the triggers whose values it joins,
+    /// so that a repeated evaluation of the same newest values cannot fire twice; the NaN
+    /// trigger fires on the value added, wherever it lands, and answers that value.
+    pub fn fires_after(&self, window: &[f64], newer: usize) -> Option<f64> {
+        let added = *window
+            .len()
+            .checked_sub(newer + 1)
+            .and_then(|i| window.get(i))?;
+        match self.rule {
+            Rule::Nan => (!added.is_finite()).then_some(added),
+            _ if newer >= self.needs() => None,
+            _ => self.fires(window),
+        }
+    }
+}
+
 /// The last values of one metric of one run, ordered by step, at most `capacity` of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Window {
@@ -417,13 +469,54 @@ mod points {
     }
 }
 
-/// What the engine keeps per (run, metric): the window, and for each automation watching
-/// the metric, until when (unix ms) this run leaves it alone after it fired.
+/// What the engine keeps per (run, metric): the window, for each automation watching the
+/// metric until when (unix ms) this run leaves it alone after it fired, and the recent
+/// firings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricState {
     pub window: Window,
     #[serde(default)]
     pub cooldowns: std::collections::BTreeMap<String, i64>,
+    /// The firings of the last [`FIRINGS_KEPT_MS`], at most [`MAX_FIRINGS_KEPT`], oldest
+    /// first. They are written with the window, so an event delivered again after its
+    /// points were written but before its executions were still creates them: its points
+    /// are repeats by then, and these say what they fired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fired: Vec<Firing>,
+}
+
+/// One automation that fired on one event's point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Firing {
+    pub event: String,
+    pub automation: String,
+    /// What `${metric_value}` renders.
+    #[serde(with = "one_value")]
+    pub value: f64,
+    pub at_ms: i64,
+}
+
+/// How long firings are remembered: as long as an event id is (a week).
+pub const FIRINGS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Most firings one state remembers, which bounds the item's size.
+pub const MAX_FIRINGS_KEPT: usize = 1000;
+
+/// The longest cooldown a trigger may set.
+pub const MAX_COOLDOWN_SECONDS: u64 = 365 * 24 * 3600;
+
+mod one_value {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        super::render_value(*value).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let v = Value::deserialize(d)?;
+        super::read_value(&v).ok_or_else(|| D::Error::custom(format!("{v} is not a metric value")))
+    }
 }
 
 impl MetricState {
@@ -432,6 +525,25 @@ impl MetricState {
         self.cooldowns
             .get(automation)
             .is_some_and(|until| *until > now_ms)
+    }
+
+    /// Records that `automation` fired on `event`'s point with `value` at `now_ms`: the run
+    /// leaves it alone for `seconds` (none when 0). Forgets the cooldowns that are over and
+    /// the firings past what is kept.
+    pub fn record(&mut self, event: &str, automation: &str, value: f64, now_ms: i64, seconds: u64) {
+        self.fired(automation, now_ms, seconds);
+        self.fired
+            .retain(|f| f.at_ms > now_ms.saturating_sub(FIRINGS_KEPT_MS));
+        if self.fired.len() >= MAX_FIRINGS_KEPT {
+            let excess = self.fired.len() + 1 - MAX_FIRINGS_KEPT;
+            self.fired.drain(..excess);
+        }
+        self.fired.push(Firing {
+            event: event.to_string(),
+            automation: automation.to_string(),
+            value,
+            at_ms: now_ms,
+        });
     }
 
     /// Leaves `automation` alone for `seconds` from `now_ms` (none when 0), and forgets
@@ -452,8 +564,9 @@ impl MetricState {
 /// What [`Window::insert`] did with a point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
-    /// The window changed: evaluate the triggers.
-    Added,
+    /// The window changed: evaluate the triggers. `newer` values are kept after this one
+    /// (0: it is the newest).
+    Added { newer: usize },
     /// A value of that step is kept already: the first one counts, this one is ignored.
     Repeated,
     /// Older than every value kept, with the window full: it would fall out at once.
@@ -471,9 +584,10 @@ impl Window {
             return Inserted::TooOld;
         }
         self.points.insert(at, (step, value));
+        let newer = self.points.len() - 1 - at;
         let excess = self.points.len().saturating_sub(capacity);
         self.points.drain(..excess);
-        Inserted::Added
+        Inserted::Added { newer }
     }
 
     /// The values, oldest first.

@@ -142,19 +142,19 @@ fn nan_fires_on_a_non_finite_newest_value_and_stops_the_others() {
 #[test]
 fn windows_keep_the_last_values_by_step_and_ignore_repeats() {
     let mut w = Window::default();
-    assert_eq!(w.insert(10, 1.0, 3), Inserted::Added);
-    assert_eq!(w.insert(30, 3.0, 3), Inserted::Added);
-    // Late: in its place by step.
-    assert_eq!(w.insert(20, 2.0, 3), Inserted::Added);
+    assert_eq!(w.insert(10, 1.0, 3), Inserted::Added { newer: 0 });
+    assert_eq!(w.insert(30, 3.0, 3), Inserted::Added { newer: 0 });
+    // Late: in its place by step, with one value after it.
+    assert_eq!(w.insert(20, 2.0, 3), Inserted::Added { newer: 1 });
     assert_eq!(w.values(), [1.0, 2.0, 3.0]);
     // A repeated step: the first value counts.
     assert_eq!(w.insert(20, 99.0, 3), Inserted::Repeated);
     assert_eq!(w.values(), [1.0, 2.0, 3.0]);
     // Full: the oldest goes; one older than all kept would fall out at once.
-    assert_eq!(w.insert(40, 4.0, 3), Inserted::Added);
+    assert_eq!(w.insert(40, 4.0, 3), Inserted::Added { newer: 0 });
     assert_eq!(w.points, [(20, 2.0), (30, 3.0), (40, 4.0)]);
     assert_eq!(w.insert(5, 0.5, 3), Inserted::TooOld);
-    assert_eq!(w.insert(25, 2.5, 3), Inserted::Added);
+    assert_eq!(w.insert(25, 2.5, 3), Inserted::Added { newer: 2 });
     assert_eq!(w.points, [(25, 2.5), (30, 3.0), (40, 4.0)]);
 }
 
@@ -218,7 +218,7 @@ fn bad_triggers_name_the_field() {
         (
             "RUN_METRIC_THRESHOLD",
             json!({"op": "$gt", "threshold": 1}),
-            "event",
+            "event.metric",
         ),
         (
             "RUN_METRIC_CHANGE",
@@ -338,4 +338,59 @@ fn a_firing_forgets_cooldowns_that_are_over() {
     state.fired("old", 0, 10);
     state.fired("new", 20_000, 10);
     assert_eq!(state.cooldowns.keys().collect::<Vec<_>>(), ["new"]);
+}
+
+#[test]
+fn late_values_fire_only_the_triggers_whose_values_they_join() {
+    let last_two = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "loss", "agg": "MAX", "window": 2, "op": "$gt", "threshold": 5.0}),
+    );
+    // [1, 9, 2]: the 9 came late, one value before the newest: inside the last two.
+    assert_eq!(last_two.fires_after(&[1.0, 9.0, 2.0], 1), Some(2.0));
+    // [9, 7, 8]: the 9 came late with two values after it, outside the last two: nothing
+    // changed for the trigger.
+    assert_eq!(last_two.fires_after(&[9.0, 7.0, 8.0], 2), None);
+    // The same window with the newest just added fires.
+    assert_eq!(last_two.fires_after(&[9.0, 7.0, 8.0], 0), Some(8.0));
+    // A late NaN is still a value of the metric that became NaN, and is the one answered.
+    let nan = trigger("RUN_METRIC_NAN", json!({"metric": "loss"}));
+    assert!(
+        nan.fires_after(&[1.0, f64::NAN, 2.0], 1)
+            .is_some_and(f64::is_nan)
+    );
+    assert_eq!(
+        nan.fires_after(&[f64::INFINITY, 1.0, 2.0], 1),
+        None,
+        "the value added was 1"
+    );
+    assert_eq!(nan.fires_after(&[1.0], 1), None, "no such value");
+}
+
+#[test]
+fn firings_are_remembered_for_a_week_and_at_most_a_thousand() {
+    let mut state = MetricState::default();
+    let day = 24 * 3600 * 1000;
+    state.record("e0", "a", f64::NAN, 0, 0);
+    state.record("e1", "a", 1.0, 6 * day, 0);
+    assert_eq!(state.fired.len(), 2);
+    // A week after the first, it is forgotten.
+    state.record("e2", "b", 2.0, 7 * day, 60);
+    let events: Vec<_> = state.fired.iter().map(|f| f.event.as_str()).collect();
+    assert_eq!(events, ["e1", "e2"]);
+    assert!(state.cooling("b", 7 * day + 59_000));
+    assert!(
+        !state.cooling("a", 7 * day),
+        "a cooldown of 0 leaves nothing"
+    );
+    for i in 0..MAX_FIRINGS_KEPT + 5 {
+        state.record(&format!("n{i}"), "c", 0.0, 7 * day + i as i64, 0);
+    }
+    assert_eq!(state.fired.len(), MAX_FIRINGS_KEPT);
+    assert_eq!(state.fired[0].event, "n5");
+    // NaN values read back.
+    let mut nan = MetricState::default();
+    nan.record("e", "a", f64::NEG_INFINITY, 1, 0);
+    let back: MetricState = serde_json::from_str(&serde_json::to_string(&nan).unwrap()).unwrap();
+    assert_eq!(back.fired[0].value, f64::NEG_INFINITY);
 }

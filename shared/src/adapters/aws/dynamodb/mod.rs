@@ -568,7 +568,7 @@ impl AutomationStore for DynamoStore {
         item.insert(NAME.into(), s(&a.spec.name));
         item.insert(
             TRIGGER_KEY.into(),
-            s(trigger_key(&a.team, &a.spec.event.event_type, &base)),
+            s(trigger_key(&a.team, a.spec.index_type(), &base)),
         );
         item.insert(TRIGGER_SORT.into(), s(&a.id));
         item.insert(COLLECTION.into(), s(collection));

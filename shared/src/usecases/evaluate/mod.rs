@@ -1,5 +1,8 @@
 //! Evaluate: find the automations of an event's scope and type (an index lookup), apply
 //! their filters, and create one execution per match — idempotently — then queue it.
+//! Run metrics go through their windows first ([`metrics`]).
+
+pub mod metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,10 +11,11 @@ use serde_json::{Map, Value, json};
 
 use super::{ActionMessage, Engine, Error, Result};
 use crate::domain::automation::{Automation, Compiled};
-use crate::domain::event::{Event, format_millis};
+use crate::domain::event::{Event, EventType, format_millis};
 use crate::domain::execution::{ActionRecord, EventRef, Execution, ExecutionStatus};
 use crate::domain::ids::execution_id;
 use crate::domain::limits::MAX_RECORDED_PAYLOAD_BYTES;
+use crate::domain::metric::render_value;
 use crate::domain::template::{self, Var};
 use crate::ports::{Lookup, QueueError, StoreError};
 
@@ -52,9 +56,27 @@ impl Evaluator {
         Ok(matches.pop().unwrap_or_default())
     }
 
-    /// For each event, in order, the automations that fire on it. The events share their
-    /// index lookups: a batch reads each (team, event type, scope) partition once.
+    /// For each event, in order, the automations that fire on it (for a metric event, the
+    /// ones that may: their metric's window decides). The events share their index
+    /// lookups: a batch reads each (team, event type, scope) partition once.
     pub async fn matches_batch(&self, events: &[Event]) -> Result<Vec<Vec<Arc<Compiled>>>> {
+        let candidates = self.candidates_batch(events).await?;
+        Ok(events
+            .iter()
+            .zip(candidates)
+            .map(|(event, candidates)| {
+                let document = event.filter_document();
+                candidates
+                    .into_iter()
+                    .filter(|c| c.matches(event, &document))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// For each event, in order, the automations filed under its scope and type, compiled,
+    /// before their filters.
+    async fn candidates_batch(&self, events: &[Event]) -> Result<Vec<Vec<Arc<Compiled>>>> {
         let lookups: Vec<Lookup> = events
             .iter()
             .map(|event| Lookup {
@@ -64,17 +86,9 @@ impl Evaluator {
             })
             .collect();
         let candidates = self.engine.store.matching_automations(&lookups).await?;
-        Ok(events
-            .iter()
-            .zip(candidates)
-            .map(|(event, candidates)| {
-                let document = event.filter_document();
-                candidates
-                    .into_iter()
-                    .filter_map(|a| self.compile(a))
-                    .filter(|c| c.matches(event, &document))
-                    .collect()
-            })
+        Ok(candidates
+            .into_iter()
+            .map(|found| found.into_iter().filter_map(|a| self.compile(a)).collect())
             .collect())
     }
 
@@ -116,19 +130,25 @@ impl Evaluator {
     }
 
     /// The executions the events fire, and for each the index of its event. A group whose
-    /// lookups fail fails its events.
+    /// lookups fail fails its events; so does a metric group whose state cannot be written.
     async fn fire(
         &self,
         events: &[Event],
         outcomes: &mut [Result<Evaluation>],
     ) -> (Vec<usize>, Vec<Execution>) {
         let (mut owners, mut executions) = (Vec::new(), Vec::new());
+        let mut watched = Vec::new();
         for (group, chunk) in events.chunks(MATCH_GROUP).enumerate() {
             let first = group * MATCH_GROUP;
-            match self.matches_batch(chunk).await {
-                Ok(matches) => {
-                    for (offset, (event, matched)) in chunk.iter().zip(matches).enumerate() {
-                        for compiled in matched {
+            match self.candidates_batch(chunk).await {
+                Ok(candidates) => {
+                    for (offset, (event, candidates)) in chunk.iter().zip(candidates).enumerate() {
+                        if event.event_type == EventType::RunMetrics {
+                            watched.push((first + offset, candidates));
+                            continue;
+                        }
+                        let document = event.filter_document();
+                        for compiled in candidates.iter().filter(|c| c.matches(event, &document)) {
                             owners.push(first + offset);
                             executions.push(new_execution(event, &compiled.automation));
                         }
@@ -137,6 +157,30 @@ impl Evaluator {
                 Err(e) => {
                     for outcome in &mut outcomes[first..first + chunk.len()] {
                         *outcome = Err(copy(&e));
+                    }
+                }
+            }
+        }
+        if !watched.is_empty() {
+            for group in metrics::evaluate(&self.engine, events, watched).await {
+                match group.result {
+                    Ok(fired) => {
+                        for f in fired {
+                            owners.push(f.event);
+                            executions.push(metric_execution(
+                                &events[f.event],
+                                &f.automation.automation,
+                                &f.metric,
+                                f.value,
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "metric state could not be updated; its events come back");
+                        let e = Error::from(e);
+                        for i in group.events {
+                            outcomes[i] = Err(copy(&e));
+                        }
                     }
                 }
             }
@@ -220,6 +264,30 @@ fn copy(e: &Error) -> Error {
 pub fn new_execution(event: &Event, automation: &Automation) -> Execution {
     let id = execution_id(&event.team, &event.id, &automation.id);
     let vars = variables(event, &automation.spec.name, &id);
+    execution_with(event, automation, id, vars)
+}
+
+/// The execution of `automation` firing on `event`'s value of `metric`: `${metric_name}`
+/// and `${metric_value}` render them.
+pub fn metric_execution(
+    event: &Event,
+    automation: &Automation,
+    metric: &str,
+    value: f64,
+) -> Execution {
+    let id = execution_id(&event.team, &event.id, &automation.id);
+    let mut vars = variables(event, &automation.spec.name, &id);
+    vars.insert("metric_name".into(), Value::String(metric.to_string()));
+    vars.insert("metric_value".into(), render_value(value));
+    execution_with(event, automation, id, vars)
+}
+
+fn execution_with(
+    event: &Event,
+    automation: &Automation,
+    id: String,
+    vars: Map<String, Value>,
+) -> Execution {
     let action = &automation.spec.action;
     let (status, template, record) = match action.kind.as_str() {
         "webhook" => {

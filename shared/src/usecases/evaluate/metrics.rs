@@ -1,0 +1,285 @@
+//! Run metrics in evaluation. The points of a batch's `RUN_METRICS` events are grouped by
+//! (run, metric); each group reads its state once, adds its points in step order, checks
+//! the automations watching the metric after each new value, and writes the state back
+//! once, conditionally: one read and one write per watched metric of a run, however many
+//! automations watch it. Metrics no automation watches are dropped before any read.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use time::Duration;
+
+use crate::domain::automation::Compiled;
+use crate::domain::event::Event;
+use crate::domain::metric::{Inserted, MetricState, read_value};
+use crate::ports::{StoreError, StoreResult};
+use crate::usecases::Engine;
+
+/// How long a run's metric state is kept after its last point (longer when a cooldown
+/// lasts longer).
+pub const STATE_TTL: Duration = Duration::days(30);
+
+/// How many times a group reads and writes again when another evaluator wrote first.
+const MAX_ROUNDS: usize = 8;
+
+/// How many groups are read and written at once.
+const CONCURRENT_GROUPS: usize = 16;
+
+/// An automation that fired on the point of one event.
+pub struct Fired {
+    /// The index of the event in the batch.
+    pub event: usize,
+    pub automation: Arc<Compiled>,
+    pub metric: String,
+    pub value: f64,
+}
+
+/// What a group ended with: its firings, or the failure that sends its events back.
+pub struct GroupOutcome {
+    /// The indexes of the group's events.
+    pub events: Vec<usize>,
+    pub result: StoreResult<Vec<Fired>>,
+}
+
+/// The points of one metric of one run in a batch.
+struct Group {
+    team: String,
+    /// `{project}/{run id}`: run ids are unique in a project.
+    run: String,
+    metric: String,
+    /// As many values as the largest need of the automations watching the metric.
+    capacity: usize,
+    points: Vec<Point>,
+}
+
+struct Point {
+    event: usize,
+    step: i64,
+    value: f64,
+    at_ms: i64,
+    /// The automations this point's event may fire (enabled, their filter matches).
+    watchers: Vec<Arc<Compiled>>,
+}
+
+/// Evaluates the metric events `watched` names, each with the automations filed under its
+/// scope and `RUN_METRICS` (before their filters).
+pub async fn evaluate(
+    engine: &Engine,
+    events: &[Event],
+    watched: Vec<(usize, Vec<Arc<Compiled>>)>,
+) -> Vec<GroupOutcome> {
+    let groups = group(events, watched);
+    futures_util::stream::iter(groups)
+        .map(|group| async move {
+            let indexes = group.points.iter().map(|p| p.event).collect();
+            GroupOutcome {
+                events: indexes,
+                result: run_group(engine, events, &group).await,
+            }
+        })
+        .buffer_unordered(CONCURRENT_GROUPS)
+        .collect()
+        .await
+}
+
+/// Sorts the points of the batch into (run, metric) groups, dropping the metrics no
+/// automation watches.
+fn group(events: &[Event], watched: Vec<(usize, Vec<Arc<Compiled>>)>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<(String, String, String), usize> = HashMap::new();
+    for (i, candidates) in watched {
+        let event = &events[i];
+        let (Some(run), Some(step), Some(metrics)) = (&event.run, event.step, &event.metrics)
+        else {
+            continue;
+        };
+        let mut by_metric: HashMap<&str, Vec<&Arc<Compiled>>> = HashMap::new();
+        for c in &candidates {
+            if let (true, Some(trigger)) = (c.automation.spec.enabled, &c.metric) {
+                by_metric
+                    .entry(trigger.metric.as_str())
+                    .or_default()
+                    .push(c);
+            }
+        }
+        if by_metric.is_empty() {
+            continue;
+        }
+        let document = event.filter_document();
+        let firing: HashSet<&str> = candidates
+            .iter()
+            .filter(|c| c.matches(event, &document))
+            .map(|c| c.automation.id.as_str())
+            .collect();
+        let run_key = format!("{}/{}", event.scope_name, run.id);
+        for (name, value) in metrics {
+            let (Some(watching), Some(value)) = (by_metric.get(name.as_str()), read_value(value))
+            else {
+                continue;
+            };
+            let needs = watching
+                .iter()
+                .filter_map(|c| c.metric.as_ref().map(|m| m.needs()))
+                .max()
+                .unwrap_or(1);
+            let key = (event.team.clone(), run_key.clone(), name.clone());
+            let at = *index.entry(key).or_insert_with(|| {
+                groups.push(Group {
+                    team: event.team.clone(),
+                    run: run_key.clone(),
+                    metric: name.clone(),
+                    capacity: 1,
+                    points: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            let group = &mut groups[at];
+            group.capacity = group.capacity.max(needs);
+            group.points.push(Point {
+                event: i,
+                step: step as i64,
+                value,
+                at_ms: event.received_at_ms,
+                watchers: watching
+                    .iter()
+                    .filter(|c| firing.contains(c.automation.id.as_str()))
+                    .map(|c| Arc::clone(c))
+                    .collect(),
+            });
+        }
+    }
+    for group in &mut groups {
+        // In step order; points of one step in the order they came (the first one counts).
+        group.points.sort_by_key(|p| p.step);
+    }
+    groups
+}
+
+/// Reads the group's state, adds its points and writes it back, again from the read when
+/// another evaluator wrote first. Answers the firings, those an earlier delivery of the
+/// same events recorded included.
+async fn run_group(engine: &Engine, events: &[Event], group: &Group) -> StoreResult<Vec<Fired>> {
+    for round in 0..MAX_ROUNDS {
+        if round > 0 {
+            // Evaluators that collided try again at different times.
+            let ms = rand::Rng::random_range(&mut rand::rng(), 0..(5u64 << round.min(5)));
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        let stored = engine
+            .metrics
+            .get_metric_state(&group.team, &group.run, &group.metric)
+            .await?;
+        let (mut state, version) =
+            stored.map_or((MetricState::default(), 0), |s| (s.value, s.version));
+        let mut fired = recorded_firings(events, group, &state);
+        if !add_points(events, group, &mut state, &mut fired) {
+            return Ok(fired);
+        }
+        let now = engine.clock.now();
+        let kept_until = state
+            .cooldowns
+            .values()
+            .max()
+            .and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(*ms) * 1_000_000).ok()
+            })
+            .map_or(now + STATE_TTL, |until| until.max(now + STATE_TTL));
+        match engine
+            .metrics
+            .put_metric_state(
+                &group.team,
+                &group.run,
+                &group.metric,
+                &state,
+                version,
+                kept_until,
+            )
+            .await
+        {
+            Ok(_) => return Ok(fired),
+            Err(StoreError::Stale) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "the state of metric {:?} of run {} kept changing under {MAX_ROUNDS} attempts; the events come back",
+        group.metric, group.run
+    )))
+}
+
+/// The firings the state recorded for this group's events: a delivery before this one
+/// wrote them with the points, and its executions may not have been written.
+fn recorded_firings(events: &[Event], group: &Group, state: &MetricState) -> Vec<Fired> {
+    if state.fired.is_empty() {
+        return Vec::new();
+    }
+    let points: HashMap<&str, &Point> = group
+        .points
+        .iter()
+        .map(|p| (events[p.event].id.as_str(), p))
+        .collect();
+    state
+        .fired
+        .iter()
+        .filter_map(|f| {
+            let point = points.get(f.event.as_str())?;
+            // An automation deleted, disabled or changed since fires no more.
+            let automation = point
+                .watchers
+                .iter()
+                .find(|w| w.automation.id == f.automation)?;
+            Some(Fired {
+                event: point.event,
+                automation: Arc::clone(automation),
+                metric: group.metric.clone(),
+                value: f.value,
+            })
+        })
+        .collect()
+}
+
+/// Adds the group's points to the window, and after each new value fires the automations
+/// that watch it and are not cooling down, recording each firing in the state. Answers
+/// whether the state changed.
+fn add_points(
+    events: &[Event],
+    group: &Group,
+    state: &mut MetricState,
+    fired: &mut Vec<Fired>,
+) -> bool {
+    let mut changed = false;
+    let mut values = state.window.values();
+    for point in &group.points {
+        let before = state.window.points.len();
+        let Inserted::Added { newer } =
+            state.window.insert(point.step, point.value, group.capacity)
+        else {
+            continue;
+        };
+        changed = true;
+        // The same change on the values: in its place, then the oldest past the capacity.
+        values.insert(before - newer, point.value);
+        let excess = values.len().saturating_sub(group.capacity);
+        values.drain(..excess);
+        let event = &events[point.event];
+        for watcher in &point.watchers {
+            let (Some(trigger), id) = (&watcher.metric, &watcher.automation.id) else {
+                continue;
+            };
+            if state.cooling(id, point.at_ms) {
+                continue;
+            }
+            if let Some(value) = trigger.fires_after(&values, newer) {
+                state.record(&event.id, id, value, point.at_ms, trigger.cooldown_seconds);
+                fired.push(Fired {
+                    event: point.event,
+                    automation: Arc::clone(watcher),
+                    metric: group.metric.clone(),
+                    value,
+                });
+            }
+        }
+    }
+    changed
+}
