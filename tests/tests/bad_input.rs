@@ -89,6 +89,11 @@ async fn keys_are_required_and_checked() {
     assert_error(status, &body, 404, None, "route");
 }
 
+fn points(step: Value, metrics: Value) -> Value {
+    json!({"event_type": "RUN_METRICS", "project": "p", "run": {"id": "r1"},
+           "step": step, "metrics": metrics})
+}
+
 #[tokio::test]
 async fn bad_events_are_refused_and_nothing_is_queued() {
     let server = Server::start(ServerOptions::default());
@@ -175,6 +180,63 @@ async fn bad_events_are_refused_and_nothing_is_queued() {
             None,
             "no other fields",
         ),
+        (
+            points(json!(1), json!({"loss": {"a": {"b": [1]}}})),
+            400,
+            Some("metrics.loss"),
+            "must be a number",
+        ),
+        (
+            points(json!(1), json!({"loss": "1e400"})),
+            400,
+            Some("metrics.loss"),
+            "must be a number",
+        ),
+        (
+            points(json!(1), json!({"loss": null})),
+            400,
+            Some("metrics.loss"),
+            "must be a number",
+        ),
+        (
+            points(json!(-1), json!({"loss": 1})),
+            400,
+            Some("step"),
+            "invalid value",
+        ),
+        (
+            points(json!(1.5), json!({"loss": 1})),
+            400,
+            Some("step"),
+            "invalid type",
+        ),
+        (
+            points(json!(1), json!({"x".repeat(300): 1})),
+            400,
+            Some("metrics"),
+            "longer than 256",
+        ),
+        (
+            points(
+                json!(1),
+                Value::Object((0..501).map(|i| (format!("m{i}"), json!(i))).collect()),
+            ),
+            400,
+            Some("metrics"),
+            "1 to 500",
+        ),
+        (
+            points(json!(1), json!([1, 2])),
+            400,
+            Some("metrics"),
+            "invalid type",
+        ),
+        (
+            json!({"events": [points(json!(1), json!({"loss": 1})), points(json!(2), json!({"loss": "x"}))]}),
+            400,
+            Some("events[1].metrics.loss"),
+            "must be a number",
+        ),
     ];
     for (body, status, field, needle) in cases {
         let (got, answer) = api
@@ -237,6 +299,10 @@ async fn bad_automations_are_refused_and_nothing_is_stored() {
         f(&mut v);
         v
     };
+    let metric = |trigger: Value| {
+        json!({"name": "watch", "scope": {"type": "project", "name": "p"}, "event": trigger,
+               "action": {"type": "webhook", "integration": integration}})
+    };
     let cases: Vec<(Value, Option<&str>, &str)> = vec![
         (
             edit(&|v| v["event"]["filter"] = json!({"alias": {"$regex": "(unclosed"}})),
@@ -296,6 +362,95 @@ async fn bad_automations_are_refused_and_nothing_is_stored() {
         ),
         (json!("deploy"), None, "must be a JSON object"),
         (json!(["deploy"]), None, "must be a JSON object"),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "window": 0,
+                          "op": "$gt", "threshold": 1}),
+            ),
+            Some("event.window"),
+            "1 to 1000",
+        ),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "window": 1001,
+                          "op": "$gt", "threshold": 1}),
+            ),
+            Some("event.window"),
+            "1 to 1000",
+        ),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "agg": "MEDIAN",
+                          "op": "$gt", "threshold": 1}),
+            ),
+            Some("event.agg"),
+            "unknown variant",
+        ),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "op": "gt",
+                          "threshold": 1}),
+            ),
+            Some("event.op"),
+            "unknown variant",
+        ),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "op": "$gt",
+                          "threshold": "high"}),
+            ),
+            Some("event.threshold"),
+            "invalid type",
+        ),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_CHANGE", "metric": "loss", "current_window": 5,
+                          "prior_window": 5, "amount": -0.1}),
+            ),
+            Some("event.amount"),
+            "more than 0",
+        ),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_CHANGE", "metric": "loss", "current_window": 600,
+                          "prior_window": 600, "amount": 1}),
+            ),
+            Some("event.prior_window"),
+            "at most 1000",
+        ),
+        (
+            metric(
+                json!({"type": "RUN_METRIC_ZSCORE", "metric": "loss", "window": 10,
+                          "threshold": 0}),
+            ),
+            Some("event.threshold"),
+            "more than 0",
+        ),
+        (
+            metric(json!({"type": "RUN_METRIC_NAN", "metric": "loss", "cooldown_seconds": -5})),
+            Some("event.cooldown_seconds"),
+            "invalid value",
+        ),
+        (
+            metric(json!({"type": "RUN_METRIC_NAN", "metric": {"name": {"deep": [[[1]]]}}})),
+            Some("event.metric"),
+            "invalid type",
+        ),
+        (
+            metric(json!({"type": "RUN_METRIC_NAN", "metric": "l\u{7}oss"})),
+            Some("event.metric"),
+            "control characters",
+        ),
+        (
+            metric(json!({"type": "RUN_METRIC_NAN", "metric": "loss", "op": "$gt"})),
+            Some("event.op"),
+            "do not take op",
+        ),
+        (
+            edit(&|v| v["event"]["metric"] = json!("loss")),
+            Some("event.metric"),
+            "unknown field",
+        ),
     ];
     for (body, field, needle) in cases {
         let (status, answer) = api
