@@ -24,7 +24,7 @@ use shared::domain::limits::{
     MAX_DEPTH, MAX_EVENT_BYTES, MAX_RENDERED_PAYLOAD_BYTES, READER_DEPTH, RECORD_WRAPPING, depth,
     json_len,
 };
-use shared::domain::metric::Window;
+use shared::domain::metric::{Inserted, MetricState, MetricTrigger, NewPoint, Watcher, Window};
 use shared::domain::template::{self, Var};
 use shared::ports::{AutomationStore, Lookup, SystemClock};
 use shared::usecases::evaluate::new_execution;
@@ -694,11 +694,130 @@ proptest! {
     }
 
     #[test]
+    fn incremental_metric_checks_fire_as_the_direct_computation_does(
+        triggers in prop::collection::vec(metric_trigger(), 1..6),
+        batches in prop::collection::vec(
+            prop::collection::vec((0i64..40, metric_value()), 1..30), 1..4),
+    ) {
+        check_series(&triggers, &batches)?;
+    }
+
+    #[test]
     fn rendered_payloads_are_json_with_the_template_s_structure(
         template in template_value(), vars in vars(), secret in text(),
     ) {
         check_render(&template, &vars, &secret)?;
     }
+}
+
+/// A metric trigger of any kind whose windows are powers of two, and whose values below are
+/// small integers: every sum and mean is then exact in both computations, so they must
+/// agree exactly, on every boundary.
+fn metric_trigger() -> impl Strategy<Value = MetricTrigger> {
+    let window = prop::sample::select(vec![1usize, 2, 4, 8]);
+    let agg = prop::sample::select(vec!["LATEST", "AVERAGE", "MIN", "MAX"]);
+    let op = prop::sample::select(vec!["$gt", "$gte", "$lt", "$lte", "$eq", "$ne"]);
+    let direction = prop::sample::select(vec!["INCREASE", "DECREASE", "ANY"]);
+    let change_type = prop::sample::select(vec!["ABSOLUTE", "RELATIVE"]);
+    prop_oneof![
+        (agg.clone(), window.clone(), op, -4i32..5).prop_map(|(agg, window, op, t)| {
+            (
+                "RUN_METRIC_THRESHOLD",
+                json!({"agg": agg, "window": window, "op": op, "threshold": t}),
+            )
+        }),
+        (
+            agg,
+            window.clone(),
+            window.clone(),
+            change_type,
+            direction.clone(),
+            1i32..4
+        )
+            .prop_map(|(agg, current, prior, change_type, direction, amount)| {
+                (
+                    "RUN_METRIC_CHANGE",
+                    json!({"agg": agg, "current_window": current, "prior_window": prior,
+                        "change_type": change_type, "direction": direction, "amount": amount}),
+                )
+            }),
+        (window, 1i32..4, direction).prop_map(|(window, t, direction)| {
+            (
+                "RUN_METRIC_ZSCORE",
+                json!({"window": window, "threshold": t, "direction": direction}),
+            )
+        }),
+        Just(("RUN_METRIC_NAN", json!({}))),
+    ]
+    .prop_map(|(kind, mut fields)| {
+        fields["metric"] = json!("m");
+        fields["cooldown_seconds"] = json!(0);
+        let Value::Object(map) = fields else {
+            unreachable!("an object")
+        };
+        MetricTrigger::parse(kind, map).unwrap()
+    })
+}
+
+fn metric_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        8 => (-4i32..5).prop_map(f64::from),
+        1 => prop::sample::select(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY]),
+    ]
+}
+
+/// Batches of points (steps in any order, with repeats) through [`MetricState::advance`],
+/// against the window and [`MetricTrigger::fires_after`] on its values after each point.
+fn check_series(
+    triggers: &[MetricTrigger],
+    batches: &[Vec<(i64, f64)>],
+) -> Result<(), TestCaseError> {
+    let capacity = triggers.iter().map(MetricTrigger::needs).max().unwrap_or(1);
+    let watchers: Vec<Watcher<'_>> = triggers
+        .iter()
+        .map(|trigger| Watcher {
+            automation: "a",
+            trigger,
+        })
+        .collect();
+    let all: Vec<usize> = (0..triggers.len()).collect();
+    let mut state = MetricState::default();
+    let mut reference = Window::default();
+    for batch in batches {
+        let mut batch = batch.clone();
+        batch.sort_by_key(|(step, _)| *step);
+        let points: Vec<NewPoint<'_>> = batch
+            .iter()
+            .map(|&(step, value)| NewPoint {
+                event: "e",
+                step,
+                value,
+                at_ms: 0,
+                watchers: &all,
+            })
+            .collect();
+        let got: Vec<(usize, usize, u64)> = state
+            .advance(capacity, &watchers, &points)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| (f.point, f.watcher, f.value.to_bits()))
+            .collect();
+        let mut expected = Vec::new();
+        for (i, &(step, value)) in batch.iter().enumerate() {
+            if let Inserted::Added { newer } = reference.add(step, value, capacity) {
+                let values = reference.values();
+                for (w, trigger) in triggers.iter().enumerate() {
+                    if let Some(v) = trigger.fires_after(&values, newer) {
+                        expected.push((i, w, v.to_bits()));
+                    }
+                }
+            }
+        }
+        reference.trim(capacity);
+        prop_assert_eq!(got, expected, "triggers {:?}, batch {:?}", triggers, batch);
+        prop_assert_eq!(&state.window.points.len(), &reference.points.len());
+    }
+    Ok(())
 }
 
 /// Points arriving in any order, with repeats: the window holds the `capacity` highest steps

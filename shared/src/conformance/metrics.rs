@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::domain::metric::{MAX_WINDOW, MetricState};
+use crate::domain::metric::{MAX_COOLDOWN_SECONDS, MAX_FIRINGS_KEPT, MAX_WINDOW, MetricState};
 use crate::ports::{Clock, MetricStore, StoreError, Versioned};
 
 use super::ManualClock;
@@ -131,8 +131,9 @@ async fn keys_do_not_collide(store: &dyn MetricStore, clock: &ManualClock) {
 }
 
 async fn the_largest_state_reads_back(store: &dyn MetricStore, clock: &ManualClock) {
-    // The largest window a trigger may ask for, with every kind of value, and cooldowns of
-    // a hundred automations: it must fit every store (a DynamoDB item holds 400 KB).
+    // The largest window a trigger may ask for, with every kind of value, cooldowns of a
+    // thousand automations, and as many firings as a state records, each naming the
+    // longest event id: it must fit every store (a DynamoDB item holds 400 KB).
     let mut largest = MetricState::default();
     for step in 0..MAX_WINDOW as i64 {
         let value = match step % 4 {
@@ -145,9 +146,20 @@ async fn the_largest_state_reads_back(store: &dyn MetricStore, clock: &ManualClo
             .window
             .insert(i64::MAX - 2 * MAX_WINDOW as i64 + step, value, MAX_WINDOW);
     }
-    for a in 0..100 {
-        largest.fired(&format!("01jautomation{a:013}"), 0, u64::MAX / 2000);
+    for a in 0..1000 {
+        largest.fired(&format!("01jautomation{a:013}"), 0, MAX_COOLDOWN_SECONDS);
     }
+    for f in 0..MAX_FIRINGS_KEPT + 10 {
+        let event = format!("{f:x>128}");
+        largest.record(
+            &event,
+            "01jautomation0000000000000",
+            -1.5e-300,
+            i64::MAX / 2,
+            0,
+        );
+    }
+    assert_eq!(largest.fired.len(), MAX_FIRINGS_KEPT);
     let key = ("acme", "the-longest-run", "the-metric");
     put(store, clock, key, &largest, 0)
         .await
@@ -165,6 +177,7 @@ async fn the_largest_state_reads_back(store: &dyn MetricStore, clock: &ManualClo
         );
     }
     assert_eq!(read.cooldowns, largest.cooldowns);
+    assert_eq!(read.fired, largest.fired);
 }
 
 async fn states_expire(store: &dyn MetricStore, clock: &ManualClock) {

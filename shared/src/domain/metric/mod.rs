@@ -391,12 +391,8 @@ impl MetricTrigger {
                 ..
             } => {
                 let (prior, current) = looked_at.split_at(looked_at.len() - current_window);
-                let (current, prior) = (agg.of(current), agg.of(prior));
-                let change = match change_type {
-                    ChangeType::Absolute => Some(current - prior),
-                    ChangeType::Relative => (prior != 0.0).then(|| (current - prior) / prior.abs()),
-                };
-                change.is_some_and(|c| direction.reached(c, amount))
+                change(agg.of(current), agg.of(prior), change_type)
+                    .is_some_and(|c| direction.reached(c, amount))
             }
             Rule::Zscore {
                 threshold,
@@ -430,6 +426,14 @@ impl MetricTrigger {
             _ if newer >= self.needs() => None,
             _ => self.fires(window),
         }
+    }
+}
+
+/// The change from `prior` to `current`: none when relative to a prior of 0.
+fn change(current: f64, prior: f64, change_type: ChangeType) -> Option<f64> {
+    match change_type {
+        ChangeType::Absolute => Some(current - prior),
+        ChangeType::Relative => (prior != 0.0).then(|| (current - prior) / prior.abs()),
     }
 }
 
@@ -498,8 +502,9 @@ pub struct Firing {
 
 /// How long firings are remembered: as long as an event id is (a week).
 pub const FIRINGS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Most firings one state remembers, which bounds the item's size.
-pub const MAX_FIRINGS_KEPT: usize = 1000;
+/// Most firings one state remembers, which bounds the item's size (each takes up to about
+/// 220 bytes).
+pub const MAX_FIRINGS_KEPT: usize = 200;
 
 /// The longest cooldown a trigger may set.
 pub const MAX_COOLDOWN_SECONDS: u64 = 365 * 24 * 3600;
@@ -532,8 +537,10 @@ impl MetricState {
     /// the firings past what is kept.
     pub fn record(&mut self, event: &str, automation: &str, value: f64, now_ms: i64, seconds: u64) {
         self.fired(automation, now_ms, seconds);
-        self.fired
-            .retain(|f| f.at_ms > now_ms.saturating_sub(FIRINGS_KEPT_MS));
+        let cutoff = now_ms.saturating_sub(FIRINGS_KEPT_MS);
+        if self.fired.first().is_some_and(|f| f.at_ms <= cutoff) {
+            self.fired.retain(|f| f.at_ms > cutoff);
+        }
         if self.fired.len() >= MAX_FIRINGS_KEPT {
             let excess = self.fired.len() + 1 - MAX_FIRINGS_KEPT;
             self.fired.drain(..excess);
@@ -576,18 +583,35 @@ pub enum Inserted {
 impl Window {
     /// Puts a point in its place by step, then drops the oldest past `capacity`.
     pub fn insert(&mut self, step: i64, value: f64, capacity: usize) -> Inserted {
-        let at = match self.points.binary_search_by_key(&step, |(s, _)| *s) {
-            Ok(_) => return Inserted::Repeated,
-            Err(at) => at,
+        let inserted = self.add(step, value, capacity);
+        self.trim(capacity);
+        inserted
+    }
+
+    /// Puts a point in its place by step, unless `capacity` newer ones are kept already
+    /// (it would fall out at once); the oldest past `capacity` stay until [`Window::trim`].
+    pub fn add(&mut self, step: i64, value: f64, capacity: usize) -> Inserted {
+        let at = match self.points.last() {
+            // The common case: the next step of a run.
+            Some((last, _)) if step > *last => self.points.len(),
+            None => 0,
+            _ => match self.points.binary_search_by_key(&step, |(s, _)| *s) {
+                Ok(_) => return Inserted::Repeated,
+                Err(at) => at,
+            },
         };
-        if at == 0 && self.points.len() >= capacity {
+        let newer = self.points.len() - at;
+        if newer >= capacity {
             return Inserted::TooOld;
         }
         self.points.insert(at, (step, value));
-        let newer = self.points.len() - 1 - at;
+        Inserted::Added { newer }
+    }
+
+    /// Drops the oldest points past `capacity`.
+    pub fn trim(&mut self, capacity: usize) {
         let excess = self.points.len().saturating_sub(capacity);
         self.points.drain(..excess);
-        Inserted::Added { newer }
     }
 
     /// The values, oldest first.
@@ -595,6 +619,100 @@ impl Window {
         self.points.iter().map(|(_, v)| *v).collect()
     }
 }
+
+/// An automation watching the metric: its id and its trigger.
+#[derive(Debug, Clone, Copy)]
+pub struct Watcher<'a> {
+    pub automation: &'a str,
+    pub trigger: &'a MetricTrigger,
+}
+
+/// A point a batch brings: the event it came in, its step and value, when it was received,
+/// and which of the watchers its event may fire (their filters matched it).
+#[derive(Debug, Clone, Copy)]
+pub struct NewPoint<'a> {
+    pub event: &'a str,
+    pub step: i64,
+    pub value: f64,
+    pub at_ms: i64,
+    pub watchers: &'a [usize],
+}
+
+/// Watcher `watcher` fired on point `point`; `${metric_value}` renders `value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fire {
+    pub point: usize,
+    pub watcher: usize,
+    pub value: f64,
+}
+
+impl MetricState {
+    /// Adds a batch's `points` (in step order) to the window kept at `capacity` values.
+    /// After each new value, fires the point's watchers that are not cooling down, and
+    /// records each firing (cooldown and firing) in the state. `None` when no point was
+    /// new: there is nothing to write.
+    ///
+    /// Each check costs the same whatever the trigger's window (see [`Series`]); the
+    /// series is built once per batch from the values kept, and again only after a late
+    /// value.
+    pub fn advance(
+        &mut self,
+        capacity: usize,
+        watchers: &[Watcher<'_>],
+        points: &[NewPoint<'_>],
+    ) -> Option<Vec<Fire>> {
+        let mut series: Option<Series<'_>> = None;
+        let mut fires = Vec::new();
+        for (index, point) in points.iter().enumerate() {
+            let Inserted::Added { newer } = self.window.add(point.step, point.value, capacity)
+            else {
+                continue;
+            };
+            let series = match &mut series {
+                Some(s) if newer == 0 => {
+                    s.push(point.value);
+                    s
+                }
+                Some(s) => {
+                    s.reset(&self.window.values());
+                    s
+                }
+                None => {
+                    let mut s = Series::new(watchers.iter().map(|w| w.trigger));
+                    s.reset(&self.window.values());
+                    series.insert(s)
+                }
+            };
+            for &w in point.watchers {
+                let Some(watcher) = watchers.get(w) else {
+                    continue;
+                };
+                if self.cooling(watcher.automation, point.at_ms) {
+                    continue;
+                }
+                if let Some(value) = series.fires(w, newer) {
+                    self.record(
+                        point.event,
+                        watcher.automation,
+                        value,
+                        point.at_ms,
+                        watcher.trigger.cooldown_seconds,
+                    );
+                    fires.push(Fire {
+                        point: index,
+                        watcher: w,
+                        value,
+                    });
+                }
+            }
+        }
+        self.window.trim(capacity);
+        series.map(|_| fires)
+    }
+}
+
+mod series;
+pub use series::Series;
 
 #[cfg(test)]
 mod tests;

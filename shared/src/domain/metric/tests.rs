@@ -368,7 +368,7 @@ fn late_values_fire_only_the_triggers_whose_values_they_join() {
 }
 
 #[test]
-fn firings_are_remembered_for_a_week_and_at_most_a_thousand() {
+fn firings_are_remembered_for_a_week_and_at_most_two_hundred() {
     let mut state = MetricState::default();
     let day = 24 * 3600 * 1000;
     state.record("e0", "a", f64::NAN, 0, 0);
@@ -393,4 +393,138 @@ fn firings_are_remembered_for_a_week_and_at_most_a_thousand() {
     nan.record("e", "a", f64::NEG_INFINITY, 1, 0);
     let back: MetricState = serde_json::from_str(&serde_json::to_string(&nan).unwrap()).unwrap();
     assert_eq!(back.fired[0].value, f64::NEG_INFINITY);
+}
+
+/// `points` through [`MetricState::advance`] for `triggers`, each watched by automation
+/// `a{index}`; the firings as (step, automation index, value).
+fn advance(
+    state: &mut MetricState,
+    triggers: &[MetricTrigger],
+    points: &[(i64, f64)],
+) -> Vec<(i64, usize, f64)> {
+    let ids: Vec<String> = (0..triggers.len()).map(|i| format!("a{i}")).collect();
+    let watchers: Vec<Watcher<'_>> = triggers
+        .iter()
+        .zip(&ids)
+        .map(|(trigger, automation)| Watcher {
+            automation,
+            trigger,
+        })
+        .collect();
+    let all: Vec<usize> = (0..triggers.len()).collect();
+    let capacity = triggers.iter().map(MetricTrigger::needs).max().unwrap();
+    let new: Vec<NewPoint<'_>> = points
+        .iter()
+        .map(|&(step, value)| NewPoint {
+            event: "e",
+            step,
+            value,
+            at_ms: 1_000,
+            watchers: &all,
+        })
+        .collect();
+    state
+        .advance(capacity, &watchers, &new)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| (points[f.point].0, f.watcher, f.value))
+        .collect()
+}
+
+#[test]
+fn advancing_checks_each_new_value_and_keeps_the_cooldown() {
+    let above = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "loss", "agg": "AVERAGE", "window": 2, "op": "$gt", "threshold": 5}),
+    );
+    let every = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "loss", "op": "$gt", "threshold": 5, "cooldown_seconds": 0}),
+    );
+    let triggers = [above, every];
+    let mut state = MetricState::default();
+    // Averages of the last two: (4+6)/2 = 5 (not above), (6+8)/2 = 7 fires at step 3; the
+    // newest above 5 fires at 2, 3 and 4 with no cooldown.
+    let fired = advance(
+        &mut state,
+        &triggers,
+        &[(1, 4.0), (2, 6.0), (3, 8.0), (4, 9.0)],
+    );
+    assert_eq!(fired, [(2, 1, 6.0), (3, 0, 8.0), (3, 1, 8.0), (4, 1, 9.0)]);
+    assert!(state.cooling("a0", 1_000));
+    assert_eq!(state.window.points, [(3, 8.0), (4, 9.0)]);
+    // A repeated step, and one too old for the window: nothing new, nothing to write.
+    assert_eq!(
+        state.advance(
+            2,
+            &[],
+            &[NewPoint {
+                event: "e2",
+                step: 4,
+                value: 100.0,
+                at_ms: 1_000,
+                watchers: &[],
+            }]
+        ),
+        None
+    );
+    // The next batch: a0 is cooling down, a1 fires again.
+    assert_eq!(advance(&mut state, &triggers, &[(5, 7.0)]), [(5, 1, 7.0)]);
+    assert_eq!(state.fired.len(), 5);
+}
+
+#[test]
+fn zscores_on_large_values_keep_their_precision_and_constant_windows_never_fire() {
+    let spike = trigger(
+        "RUN_METRIC_ZSCORE",
+        json!({"metric": "tokens", "window": 4, "threshold": 3, "direction": "INCREASE"}),
+    );
+    let triggers = [spike];
+    // 1e9 + (0, 1, 0, 1): mean 1e9 + 0.5, deviation 0.5; 1e9 + 10 is (10 − 0.5) / 0.5 = 19.
+    let mut state = MetricState::default();
+    let base = 1e9;
+    let points: Vec<(i64, f64)> = [0.0, 1.0, 0.0, 1.0, 10.0]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (i as i64, base + d))
+        .collect();
+    assert_eq!(
+        advance(&mut state, &triggers, &points),
+        [(4, 0, base + 10.0)]
+    );
+    // Four equal values: the deviation is 0 and nothing fires, however far the newest is.
+    let mut constant = MetricState::default();
+    let points: Vec<(i64, f64)> = [0.1, 0.1, 0.1, 0.1, 50.0]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as i64, base * v))
+        .collect();
+    assert_eq!(advance(&mut constant, &triggers, &points), []);
+}
+
+#[test]
+fn a_late_value_inside_the_window_is_checked_and_a_nan_among_them_stops_the_others() {
+    let max = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "m", "agg": "MAX", "window": 3, "op": "$gte", "threshold": 9,
+               "cooldown_seconds": 0}),
+    );
+    let nan = trigger(
+        "RUN_METRIC_NAN",
+        json!({"metric": "m", "cooldown_seconds": 0}),
+    );
+    let triggers = [max, nan];
+    let mut state = MetricState::default();
+    assert_eq!(
+        advance(&mut state, &triggers, &[(10, 1.0), (12, 2.0), (13, 3.0)]),
+        []
+    );
+    // Step 11 lands before 12 and 13, inside the last three: MAX is 9, the answer the newest.
+    assert_eq!(advance(&mut state, &triggers, &[(11, 9.0)]), [(11, 0, 3.0)]);
+    // A NaN at 14: the NaN trigger fires; MAX, whose last three values now hold it, does
+    // not, even with a 9.5 after it.
+    let fired = advance(&mut state, &triggers, &[(14, f64::NAN), (15, 9.5)]);
+    assert_eq!(fired.len(), 1);
+    assert_eq!((fired[0].0, fired[0].1), (14, 1));
+    assert!(fired[0].2.is_nan());
 }

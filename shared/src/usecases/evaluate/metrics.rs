@@ -12,7 +12,7 @@ use time::Duration;
 
 use crate::domain::automation::Compiled;
 use crate::domain::event::Event;
-use crate::domain::metric::{Inserted, MetricState, read_value};
+use crate::domain::metric::{MetricState, MetricTrigger, NewPoint, Watcher, read_value};
 use crate::ports::{StoreError, StoreResult};
 use crate::usecases::Engine;
 
@@ -48,7 +48,12 @@ struct Group {
     /// `{project}/{run id}`: run ids are unique in a project.
     run: String,
     metric: String,
-    /// As many values as the largest need of the automations watching the metric.
+    /// The enabled automations watching the metric in the run's scopes, with their
+    /// triggers.
+    watchers: Vec<(Arc<Compiled>, MetricTrigger)>,
+    /// Each watcher's index, by automation id.
+    slots: HashMap<String, usize>,
+    /// As many values as the largest need of the watchers.
     capacity: usize,
     points: Vec<Point>,
 }
@@ -58,8 +63,8 @@ struct Point {
     step: i64,
     value: f64,
     at_ms: i64,
-    /// The automations this point's event may fire (enabled, their filter matches).
-    watchers: Vec<Arc<Compiled>>,
+    /// The watchers (indexes) this point's event may fire: their filters match it.
+    watchers: Vec<usize>,
 }
 
 /// Evaluates the metric events `watched` names, each with the automations filed under its
@@ -87,20 +92,20 @@ pub async fn evaluate(
 /// automation watches.
 fn group(events: &[Event], watched: Vec<(usize, Vec<Arc<Compiled>>)>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<(String, String, String), usize> = HashMap::new();
-    for (i, candidates) in watched {
-        let event = &events[i];
+    let mut index: HashMap<(&str, String, &str), usize> = HashMap::new();
+    for (i, candidates) in &watched {
+        let event = &events[*i];
         let (Some(run), Some(step), Some(metrics)) = (&event.run, event.step, &event.metrics)
         else {
             continue;
         };
-        let mut by_metric: HashMap<&str, Vec<&Arc<Compiled>>> = HashMap::new();
-        for c in &candidates {
+        let mut by_metric: HashMap<&str, Vec<(&Arc<Compiled>, &MetricTrigger)>> = HashMap::new();
+        for c in candidates {
             if let (true, Some(trigger)) = (c.automation.spec.enabled, &c.metric) {
                 by_metric
                     .entry(trigger.metric.as_str())
                     .or_default()
-                    .push(c);
+                    .push((c, trigger));
             }
         }
         if by_metric.is_empty() {
@@ -118,34 +123,44 @@ fn group(events: &[Event], watched: Vec<(usize, Vec<Arc<Compiled>>)>) -> Vec<Gro
             else {
                 continue;
             };
-            let needs = watching
-                .iter()
-                .filter_map(|c| c.metric.as_ref().map(|m| m.needs()))
-                .max()
-                .unwrap_or(1);
-            let key = (event.team.clone(), run_key.clone(), name.clone());
-            let at = *index.entry(key).or_insert_with(|| {
-                groups.push(Group {
-                    team: event.team.clone(),
-                    run: run_key.clone(),
-                    metric: name.clone(),
-                    capacity: 1,
-                    points: Vec::new(),
+            let at = *index
+                .entry((event.team.as_str(), run_key.clone(), name.as_str()))
+                .or_insert_with(|| {
+                    groups.push(Group {
+                        team: event.team.clone(),
+                        run: run_key.clone(),
+                        metric: name.clone(),
+                        watchers: Vec::new(),
+                        slots: HashMap::new(),
+                        capacity: 1,
+                        points: Vec::new(),
+                    });
+                    groups.len() - 1
                 });
-                groups.len() - 1
-            });
             let group = &mut groups[at];
-            group.capacity = group.capacity.max(needs);
+            let mut fires = Vec::new();
+            for (c, trigger) in watching {
+                let w = match group.slots.get(&c.automation.id) {
+                    Some(w) => *w,
+                    None => {
+                        group
+                            .slots
+                            .insert(c.automation.id.clone(), group.watchers.len());
+                        group.capacity = group.capacity.max(trigger.needs());
+                        group.watchers.push((Arc::clone(c), (*trigger).clone()));
+                        group.watchers.len() - 1
+                    }
+                };
+                if firing.contains(c.automation.id.as_str()) {
+                    fires.push(w);
+                }
+            }
             group.points.push(Point {
-                event: i,
+                event: *i,
                 step: step as i64,
                 value,
                 at_ms: event.received_at_ms,
-                watchers: watching
-                    .iter()
-                    .filter(|c| firing.contains(c.automation.id.as_str()))
-                    .map(|c| Arc::clone(c))
-                    .collect(),
+                watchers: fires,
             });
         }
     }
@@ -224,10 +239,11 @@ fn recorded_firings(events: &[Event], group: &Group, state: &MetricState) -> Vec
         .iter()
         .filter_map(|f| {
             let point = points.get(f.event.as_str())?;
-            // An automation deleted, disabled or changed since fires no more.
+            // An automation deleted, disabled or no longer matching fires no more.
             let automation = point
                 .watchers
                 .iter()
+                .map(|&w| &group.watchers[w].0)
                 .find(|w| w.automation.id == f.automation)?;
             Some(Fired {
                 event: point.event,
@@ -239,47 +255,41 @@ fn recorded_firings(events: &[Event], group: &Group, state: &MetricState) -> Vec
         .collect()
 }
 
-/// Adds the group's points to the window, and after each new value fires the automations
-/// that watch it and are not cooling down, recording each firing in the state. Answers
-/// whether the state changed.
+/// Adds the group's points to the state (see [`MetricState::advance`]) and appends the
+/// firings; answers whether the state changed.
 fn add_points(
     events: &[Event],
     group: &Group,
     state: &mut MetricState,
     fired: &mut Vec<Fired>,
 ) -> bool {
-    let mut changed = false;
-    let mut values = state.window.values();
-    for point in &group.points {
-        let before = state.window.points.len();
-        let Inserted::Added { newer } =
-            state.window.insert(point.step, point.value, group.capacity)
-        else {
-            continue;
-        };
-        changed = true;
-        // The same change on the values: in its place, then the oldest past the capacity.
-        values.insert(before - newer, point.value);
-        let excess = values.len().saturating_sub(group.capacity);
-        values.drain(..excess);
-        let event = &events[point.event];
-        for watcher in &point.watchers {
-            let (Some(trigger), id) = (&watcher.metric, &watcher.automation.id) else {
-                continue;
-            };
-            if state.cooling(id, point.at_ms) {
-                continue;
-            }
-            if let Some(value) = trigger.fires_after(&values, newer) {
-                state.record(&event.id, id, value, point.at_ms, trigger.cooldown_seconds);
-                fired.push(Fired {
-                    event: point.event,
-                    automation: Arc::clone(watcher),
-                    metric: group.metric.clone(),
-                    value,
-                });
-            }
-        }
-    }
-    changed
+    let watchers: Vec<Watcher<'_>> = group
+        .watchers
+        .iter()
+        .map(|(c, trigger)| Watcher {
+            automation: &c.automation.id,
+            trigger,
+        })
+        .collect();
+    let points: Vec<NewPoint<'_>> = group
+        .points
+        .iter()
+        .map(|p| NewPoint {
+            event: &events[p.event].id,
+            step: p.step,
+            value: p.value,
+            at_ms: p.at_ms,
+            watchers: &p.watchers,
+        })
+        .collect();
+    let Some(fires) = state.advance(group.capacity, &watchers, &points) else {
+        return false;
+    };
+    fired.extend(fires.into_iter().map(|f| Fired {
+        event: group.points[f.point].event,
+        automation: Arc::clone(&group.watchers[f.watcher].0),
+        metric: group.metric.clone(),
+        value: f.value,
+    }));
+    true
 }

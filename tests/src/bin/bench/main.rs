@@ -9,7 +9,12 @@
 //! `bench coldstart`: each Lambda binary's cold start, from process start until it asks a
 //! runtime-API emulator for its first event (`--bin-dir`, default `target/bundle`; `--runs`).
 //!
+//! `bench metrics-memory | metrics-e2e [--points N] | metrics-aws`: run metrics (see
+//! `metrics.rs`).
+//!
 //! Run: `cargo build --release -p automations-local -p automations-tests && target/release/bench all`
+
+mod metrics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +50,9 @@ async fn main() {
             .await
         }
         "matching" => matching().await,
+        "metrics-memory" => metrics::memory(),
+        "metrics-e2e" => metrics::e2e(number("--points", 200_000)).await,
+        "metrics-aws" => metrics::aws().await,
         "aws" => aws(number("--events", 1_000), number("--scopes", 1)).await,
         "coldstart" => {
             let dir = args
@@ -68,10 +76,12 @@ async fn main() {
             )
             .await;
             matching().await;
+            metrics::memory();
+            metrics::e2e(number("--points", 200_000)).await;
         }
         other => {
             eprintln!(
-                "usage: bench [e2e [--events N] [--rate R] [--seconds S] | matching | aws [--events N] [--scopes N] | coldstart [--bin-dir D] [--runs N] | all] (not {other:?})"
+                "usage: bench [e2e [--events N] [--rate R] [--seconds S] | matching | aws [--events N] [--scopes N] | metrics-memory | metrics-e2e [--points N] | metrics-aws | coldstart [--bin-dir D] [--runs N] | all] (not {other:?})"
             );
             std::process::exit(2);
         }
