@@ -60,7 +60,8 @@ impl Evaluator {
     /// ones that may: their metric's window decides). The events share their index
     /// lookups: a batch reads each (team, event type, scope) partition once.
     pub async fn matches_batch(&self, events: &[Event]) -> Result<Vec<Vec<Arc<Compiled>>>> {
-        let candidates = self.candidates_batch(events).await?;
+        let all: Vec<&Event> = events.iter().collect();
+        let candidates = self.candidates_batch(&all).await?;
         Ok(events
             .iter()
             .zip(candidates)
@@ -76,20 +77,33 @@ impl Evaluator {
 
     /// For each event, in order, the automations filed under its scope and type, compiled,
     /// before their filters.
-    async fn candidates_batch(&self, events: &[Event]) -> Result<Vec<Vec<Arc<Compiled>>>> {
-        let lookups: Vec<Lookup> = events
+    async fn candidates_batch(&self, events: &[&Event]) -> Result<Vec<Vec<Arc<Compiled>>>> {
+        // Events of one team, type and scope ask the same: each distinct lookup is made,
+        // and its automations compiled, once.
+        let mut lookups: Vec<Lookup> = Vec::new();
+        let mut distinct: HashMap<(&str, EventType, Vec<String>), usize> = HashMap::new();
+        let asks: Vec<usize> = events
             .iter()
-            .map(|event| Lookup {
-                team: event.team.clone(),
-                event_type: event.event_type,
-                scope_keys: event.scope_keys(),
+            .map(|event| {
+                let key = (event.team.as_str(), event.event_type, event.scope_keys());
+                *distinct
+                    .entry(key)
+                    .or_insert_with_key(|(team, event_type, keys)| {
+                        lookups.push(Lookup {
+                            team: team.to_string(),
+                            event_type: *event_type,
+                            scope_keys: keys.clone(),
+                        });
+                        lookups.len() - 1
+                    })
             })
             .collect();
-        let candidates = self.engine.store.matching_automations(&lookups).await?;
-        Ok(candidates
+        let found = self.engine.store.matching_automations(&lookups).await?;
+        let compiled: Vec<Vec<Arc<Compiled>>> = found
             .into_iter()
             .map(|found| found.into_iter().filter_map(|a| self.compile(a)).collect())
-            .collect())
+            .collect();
+        Ok(asks.into_iter().map(|i| compiled[i].clone()).collect())
     }
 
     fn compile(&self, automation: Automation) -> Option<Arc<Compiled>> {
@@ -137,26 +151,38 @@ impl Evaluator {
         outcomes: &mut [Result<Evaluation>],
     ) -> (Vec<usize>, Vec<Execution>) {
         let (mut owners, mut executions) = (Vec::new(), Vec::new());
-        let mut watched = Vec::new();
-        for (group, chunk) in events.chunks(MATCH_GROUP).enumerate() {
-            let first = group * MATCH_GROUP;
-            match self.candidates_batch(chunk).await {
+        let (metric, other): (Vec<usize>, Vec<usize>) =
+            (0..events.len()).partition(|&i| events[i].event_type == EventType::RunMetrics);
+        for chunk in other.chunks(MATCH_GROUP) {
+            let group: Vec<&Event> = chunk.iter().map(|&i| &events[i]).collect();
+            match self.candidates_batch(&group).await {
                 Ok(candidates) => {
-                    for (offset, (event, candidates)) in chunk.iter().zip(candidates).enumerate() {
-                        if event.event_type == EventType::RunMetrics {
-                            watched.push((first + offset, candidates));
-                            continue;
-                        }
+                    for (&i, candidates) in chunk.iter().zip(candidates) {
+                        let event = &events[i];
                         let document = event.filter_document();
                         for compiled in candidates.iter().filter(|c| c.matches(event, &document)) {
-                            owners.push(first + offset);
+                            owners.push(i);
                             executions.push(new_execution(event, &compiled.automation));
                         }
                     }
                 }
                 Err(e) => {
-                    for outcome in &mut outcomes[first..first + chunk.len()] {
-                        *outcome = Err(copy(&e));
+                    for &i in chunk {
+                        outcomes[i] = Err(copy(&e));
+                    }
+                }
+            }
+        }
+        // The metric events of a batch are mostly the points of a few runs: one lookup for
+        // all of them reads each (scope, RUN_METRICS) partition once.
+        let mut watched = Vec::new();
+        if !metric.is_empty() {
+            let group: Vec<&Event> = metric.iter().map(|&i| &events[i]).collect();
+            match self.candidates_batch(&group).await {
+                Ok(candidates) => watched = metric.iter().copied().zip(candidates).collect(),
+                Err(e) => {
+                    for &i in &metric {
+                        outcomes[i] = Err(copy(&e));
                     }
                 }
             }

@@ -2,7 +2,8 @@
 //!
 //! - `bench metrics-memory`: the window and trigger checks alone ([`MetricState::advance`],
 //!   no store), on one core: 1,000 automations in a project, five of each kind per metric
-//!   over 200 metrics, fed batches of consecutive steps; for windows of 10, 100 and 1,000.
+//!   over 200 metrics, fed batches of consecutive steps; for windows of 10, 100 and 1,000
+//!   (each batch starts from the values kept, as after a read of the state).
 //! - `bench metrics-e2e`: through `automations serve`: 10 runs posting 5 metrics each, in
 //!   requests of 1,000 points (200 events), with 100 automations watching the 5 metrics.
 //! - `bench metrics-aws`: the DynamoDB requests evaluate makes for 1,000 points of 10 runs,
@@ -49,8 +50,7 @@ fn value(step: i64) -> f64 {
 pub fn memory() {
     const METRICS: usize = 200;
     const PER_METRIC: usize = 5;
-    const BATCH: i64 = 100;
-    for window in [10usize, 100, 1000] {
+    for (window, batch) in [(10usize, 100i64), (100, 100), (1000, 100), (1000, 1000)] {
         let triggers: Vec<Vec<MetricTrigger>> = (0..METRICS)
             .map(|m| {
                 (0..PER_METRIC)
@@ -66,7 +66,7 @@ pub fn memory() {
             .max()
             .unwrap_or(1);
         let mut states: Vec<MetricState> = vec![MetricState::default(); METRICS];
-        let batches = 2_000_000 / (METRICS * BATCH as usize);
+        let batches = 2_000_000 / (METRICS * batch as usize);
         let mut points = 0usize;
         let mut fired = 0usize;
         let started = Instant::now();
@@ -80,7 +80,7 @@ pub fn memory() {
                         trigger,
                     })
                     .collect();
-                let new: Vec<NewPoint<'_>> = (b * BATCH..(b + 1) * BATCH)
+                let new: Vec<NewPoint<'_>> = (b * batch..(b + 1) * batch)
                     .map(|step| NewPoint {
                         event: "e",
                         step,
@@ -98,7 +98,7 @@ pub fn memory() {
         let elapsed = started.elapsed();
         assert_eq!(fired, 0, "the bench's values fire nothing");
         println!(
-            "metrics in memory, window {window:>4}: {points} points x {PER_METRIC} automations each ({} in the project) in {:.2} s: {:.0} points/s",
+            "metrics in memory, window {window:>4}, {batch:>4} points a batch per (run, metric): {points} points x {PER_METRIC} automations each ({} in the project) in {:.2} s: {:.0} points/s",
             METRICS * PER_METRIC,
             elapsed.as_secs_f64(),
             points as f64 / elapsed.as_secs_f64()
@@ -127,7 +127,7 @@ pub async fn e2e(points: usize) {
     const METRICS: [&str; 5] = ["loss", "acc", "grad_norm", "lr", "tokens_per_s"];
     let options = ServerOptions {
         extra_env: vec![
-            ("RUST_LOG".into(), "warn".into()),
+            ("RUST_LOG".into(), "warn,automations=info".into()),
             ("AUTOMATIONS_INGEST_RATE".into(), "1000000".into()),
             ("AUTOMATIONS_INGEST_BURST".into(), "1000000".into()),
         ],
