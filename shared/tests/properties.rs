@@ -711,8 +711,10 @@ proptest! {
 }
 
 /// A metric trigger of any kind whose windows are powers of two, and whose values below are
-/// small integers: every sum and mean is then exact in both computations, so they must
-/// agree exactly, on every boundary.
+/// small integers: every sum and average is then exact in both computations, so they must
+/// agree exactly, on every boundary. (A z-score's variance is combined from parts of any
+/// size incrementally, so it may differ in the last bits: a z-score within rounding of the
+/// threshold may go either way.)
 fn metric_trigger() -> impl Strategy<Value = MetricTrigger> {
     let window = prop::sample::select(vec![1usize, 2, 4, 8]);
     let agg = prop::sample::select(vec!["LATEST", "AVERAGE", "MIN", "MAX"]);
@@ -796,13 +798,14 @@ fn check_series(
                 watchers: &all,
             })
             .collect();
-        let got: Vec<(usize, usize, u64)> = state
+        let mut got: Vec<(usize, usize, u64)> = state
             .advance(capacity, &watchers, &points)
             .unwrap_or_default()
             .into_iter()
             .map(|f| (f.point, f.watcher, f.value.to_bits()))
             .collect();
         let mut expected = Vec::new();
+        let mut borderline = Vec::new();
         for (i, &(step, value)) in batch.iter().enumerate() {
             if let Inserted::Added { newer } = reference.add(step, value, capacity) {
                 let values = reference.values();
@@ -810,14 +813,41 @@ fn check_series(
                     if let Some(v) = trigger.fires_after(&values, newer) {
                         expected.push((i, w, v.to_bits()));
                     }
+                    if zscore_within_rounding(trigger, &values) {
+                        borderline.push((i, w));
+                    }
                 }
             }
         }
         reference.trim(capacity);
+        got.retain(|(i, w, _)| !borderline.contains(&(*i, *w)));
+        expected.retain(|(i, w, _)| !borderline.contains(&(*i, *w)));
         prop_assert_eq!(got, expected, "triggers {:?}, batch {:?}", triggers, batch);
         prop_assert_eq!(&state.window.points.len(), &reference.points.len());
     }
     Ok(())
+}
+
+/// Whether `trigger` is a z-score whose z on the newest of `values` is within rounding of
+/// its threshold.
+fn zscore_within_rounding(trigger: &MetricTrigger, values: &[f64]) -> bool {
+    let shared::domain::metric::Rule::Zscore {
+        window, threshold, ..
+    } = trigger.rule
+    else {
+        return false;
+    };
+    let Some(before) = values
+        .len()
+        .checked_sub(window + 1)
+        .map(|i| &values[i..values.len() - 1])
+    else {
+        return false;
+    };
+    let mean = before.iter().sum::<f64>() / window as f64;
+    let deviation = (before.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / window as f64).sqrt();
+    let z = (values[values.len() - 1] - mean) / deviation;
+    (z.abs() - threshold).abs() < 1e-9 * z.abs().max(1.0)
 }
 
 /// Points arriving in any order, with repeats: the window holds the `capacity` highest steps

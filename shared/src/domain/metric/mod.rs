@@ -9,7 +9,8 @@
 //!   the change is `current − prior` (ABSOLUTE) or `(current − prior) / |prior|` (RELATIVE,
 //!   none when prior is 0); it fires when the change is at least `amount` in `direction`.
 //! - z-score: the newest value against the `window` values before it (mean and population
-//!   standard deviation; none when that is 0); fires when `z ≥ threshold` (INCREASE),
+//!   standard deviation; none when that is 0, as when those values are all equal, whatever
+//!   the rounding of their mean); fires when `z ≥ threshold` (INCREASE),
 //!   `z ≤ −threshold` (DECREASE) or `|z| ≥ threshold` (ANY).
 //! - NaN: fires when the newest value is NaN or infinite.
 //!
@@ -403,8 +404,9 @@ impl MetricTrigger {
                 let mean = before.iter().sum::<f64>() / before.len() as f64;
                 let variance =
                     before.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / before.len() as f64;
-                let deviation = variance.sqrt();
-                deviation > 0.0 && direction.reached((newest - mean) / deviation, threshold)
+                let constant = before.iter().all(|v| *v == before[0]);
+                zscore(newest, constant, mean, variance)
+                    .is_some_and(|z| direction.reached(z, threshold))
             }
         };
         fired.then_some(newest)
@@ -427,6 +429,14 @@ impl MetricTrigger {
             _ => self.fires(window),
         }
     }
+}
+
+/// The z-score of `value` against values of this mean and population variance: none when
+/// those values are all equal (their deviation is 0, whatever the rounding of the mean
+/// says) or their deviation is 0.
+fn zscore(value: f64, constant: bool, mean: f64, variance: f64) -> Option<f64> {
+    let deviation = variance.max(0.0).sqrt();
+    (!constant && deviation > 0.0).then(|| (value - mean) / deviation)
 }
 
 /// The change from `prior` to `current`: none when relative to a prior of 0.
@@ -502,9 +512,10 @@ pub struct Firing {
 
 /// How long firings are remembered: as long as an event id is (a week).
 pub const FIRINGS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
-/// Most firings one state remembers, which bounds the item's size (each takes up to about
-/// 220 bytes).
-pub const MAX_FIRINGS_KEPT: usize = 200;
+/// Most firings one state remembers, which bounds the item's size: each takes up to about
+/// 240 bytes, so with a full window (about 45 KB) and a thousand cooldowns (50 KB) a state
+/// stays near 330 KB, under DynamoDB's 400 KB.
+pub const MAX_FIRINGS_KEPT: usize = 1000;
 
 /// The longest cooldown a trigger may set.
 pub const MAX_COOLDOWN_SECONDS: u64 = 365 * 24 * 3600;

@@ -1,11 +1,16 @@
 //! The values of one (run, metric) while a batch adds to them, with what the triggers read
-//! kept up to date as each value is appended: prefix sums of the values (less a reference
-//! value, which keeps the variance's cancellation small), a prefix count of the non-finite
-//! ones, and the minimum and maximum of every span a `MIN`, `MAX` or z-score trigger looks
-//! at. Checking a trigger after an append then costs the same whatever its window; only a
-//! late value, which lands before the newest, rebuilds the series.
-
-use std::collections::VecDeque;
+//! kept up to date as each value is appended, so that checking a trigger costs the same
+//! whatever its window; only a late value, which lands before the newest, rebuilds it.
+//!
+//! Each span of values a trigger reads (the last `window`, the `prior_window` before the
+//! current one, the `window` before the newest) is a sliding window aggregated with two
+//! stacks: values enter at the back, whose aggregate grows by one value at a time, and
+//! leave from the front, which holds the aggregates of its suffixes, computed when the
+//! front runs empty (each value is part of that once per pass, so O(1) amortised). A span's
+//! aggregate only ever combines values inside it — nothing is subtracted — so a huge value
+//! leaves no rounding behind once it is out of the span. Means and variances combine as in
+//! Chan et al.'s parallel algorithm, which keeps a small variance of large values exact
+//! enough. A prefix count says whether a span holds a non-finite value.
 
 use super::{Agg, MetricTrigger, Rule};
 
@@ -16,136 +21,195 @@ struct Span {
     len: usize,
 }
 
-/// The minimum and maximum of a span as the series grows: the indexes of the values that
-/// can still become the extreme, in monotonic deques. Non-finite values are left out (a
-/// span with one does not fire, the prefix count says so).
-#[derive(Debug)]
-struct Extremes {
-    span: Span,
-    min: VecDeque<usize>,
-    max: VecDeque<usize>,
+/// The count, sum, mean, sum of squared deviations from the mean, minimum and maximum of
+/// some finite values.
+#[derive(Debug, Clone, Copy)]
+struct Summary {
+    n: u32,
+    sum: f64,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
 }
 
-impl Extremes {
+impl Summary {
+    const EMPTY: Summary = Summary {
+        n: 0,
+        sum: 0.0,
+        mean: 0.0,
+        m2: 0.0,
+        min: f64::INFINITY,
+        max: f64::NEG_INFINITY,
+    };
+
+    fn of(value: f64) -> Summary {
+        if !value.is_finite() {
+            return Summary::EMPTY;
+        }
+        Summary {
+            n: 1,
+            sum: value,
+            mean: value,
+            m2: 0.0,
+            min: value,
+            max: value,
+        }
+    }
+
+    /// The summary of both parts' values.
+    fn and(self, other: Summary) -> Summary {
+        if self.n == 0 {
+            return other;
+        }
+        if other.n == 0 {
+            return self;
+        }
+        let n = self.n + other.n;
+        let (a, b, total) = (f64::from(self.n), f64::from(other.n), f64::from(n));
+        let delta = other.mean - self.mean;
+        Summary {
+            n,
+            sum: self.sum + other.sum,
+            mean: self.mean + delta * (b / total),
+            m2: self.m2 + other.m2 + delta * delta * (a * b / total),
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+        }
+    }
+}
+
+/// One span, slid along the series with two stacks over `values[start..end]`: the front
+/// `values[start..middle]` with the summaries of its suffixes, the back
+/// `values[middle..end]` with its summary.
+#[derive(Debug)]
+struct Sliding {
+    span: Span,
+    start: usize,
+    middle: usize,
+    end: usize,
+    /// `suffixes[i - base]` summarises `values[i..middle]`.
+    suffixes: Vec<Summary>,
+    base: usize,
+    back: Summary,
+}
+
+impl Sliding {
+    fn new(span: Span) -> Self {
+        Self {
+            span,
+            start: 0,
+            middle: 0,
+            end: 0,
+            suffixes: Vec::new(),
+            base: 0,
+            back: Summary::EMPTY,
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::new(self.span);
+    }
+
     /// Follows the span after `values` grew by one.
     fn advance(&mut self, values: &[f64]) {
         let Some(end) = values.len().checked_sub(self.span.offset) else {
             return;
         };
-        let Some(entering) = end.checked_sub(1) else {
-            return;
-        };
-        let v = values[entering];
-        if v.is_finite() {
-            while self.min.back().is_some_and(|&i| values[i] >= v) {
-                self.min.pop_back();
-            }
-            self.min.push_back(entering);
-            while self.max.back().is_some_and(|&i| values[i] <= v) {
-                self.max.pop_back();
-            }
-            self.max.push_back(entering);
+        while self.end < end {
+            self.back = self.back.and(Summary::of(values[self.end]));
+            self.end += 1;
         }
-        let start = end.saturating_sub(self.span.len);
-        while self.min.front().is_some_and(|&i| i < start) {
-            self.min.pop_front();
+        while self.end - self.start > self.span.len {
+            if self.start == self.middle {
+                self.flip(values);
+            }
+            self.start += 1;
         }
-        while self.max.front().is_some_and(|&i| i < start) {
-            self.max.pop_front();
+    }
+
+    /// Moves the back to the front, summarising its suffixes.
+    fn flip(&mut self, values: &[f64]) {
+        self.suffixes.clear();
+        self.suffixes.resize(self.end - self.start, Summary::EMPTY);
+        let mut acc = Summary::EMPTY;
+        for i in (self.start..self.end).rev() {
+            acc = Summary::of(values[i]).and(acc);
+            self.suffixes[i - self.start] = acc;
+        }
+        self.base = self.start;
+        self.middle = self.end;
+        self.back = Summary::EMPTY;
+    }
+
+    fn summary(&self) -> Summary {
+        if self.start == self.middle {
+            self.back
+        } else {
+            self.suffixes[self.start - self.base].and(self.back)
         }
     }
 }
 
-/// The series, and the triggers checked against it (in the order they were given).
+/// The series, and the triggers checked against it (in the order they were given), each
+/// with the sliding spans it reads.
 #[derive(Debug)]
 pub struct Series<'t> {
     triggers: Vec<(&'t MetricTrigger, [Option<usize>; 2])>,
     values: Vec<f64>,
-    /// The first finite value: sums are of `value − reference`.
-    reference: Option<f64>,
-    /// `sum[i]`: the sum of the finite `values[..i]` less the reference; `squares` likewise
-    /// of their squares; `bad[i]`: how many of `values[..i]` are not finite.
-    sum: Vec<f64>,
-    squares: Vec<f64>,
+    /// `bad[i]`: how many of `values[..i]` are not finite.
     bad: Vec<u32>,
-    extremes: Vec<Extremes>,
+    spans: Vec<Sliding>,
 }
 
 impl<'t> Series<'t> {
     /// An empty series for these triggers.
     pub fn new(triggers: impl IntoIterator<Item = &'t MetricTrigger>) -> Self {
-        let mut extremes: Vec<Extremes> = Vec::new();
-        let mut track = |span: Span| -> usize {
-            if let Some(i) = extremes.iter().position(|e| e.span == span) {
-                return i;
+        let mut spans: Vec<Sliding> = Vec::new();
+        let mut track = |offset: usize, len: usize| -> Option<usize> {
+            let span = Span { offset, len };
+            if let Some(i) = spans.iter().position(|s| s.span == span) {
+                return Some(i);
             }
-            extremes.push(Extremes {
-                span,
-                min: VecDeque::new(),
-                max: VecDeque::new(),
-            });
-            extremes.len() - 1
+            spans.push(Sliding::new(span));
+            Some(spans.len() - 1)
         };
-        let extreme = |agg: Agg| matches!(agg, Agg::Min | Agg::Max);
         let triggers = triggers
             .into_iter()
             .map(|t| {
-                let spans = match t.rule {
-                    Rule::Threshold { agg, window, .. } if extreme(agg) => [
-                        Some(track(Span {
-                            offset: 0,
-                            len: window,
-                        })),
-                        None,
-                    ],
+                let reads = match t.rule {
+                    Rule::Threshold { agg, window, .. } if agg != Agg::Latest => {
+                        [track(0, window), None]
+                    }
                     Rule::Change {
                         agg,
                         current_window,
                         prior_window,
                         ..
-                    } if extreme(agg) => [
-                        Some(track(Span {
-                            offset: 0,
-                            len: current_window,
-                        })),
-                        Some(track(Span {
-                            offset: current_window,
-                            len: prior_window,
-                        })),
+                    } if agg != Agg::Latest => [
+                        track(0, current_window),
+                        track(current_window, prior_window),
                     ],
-                    Rule::Zscore { window, .. } => [
-                        Some(track(Span {
-                            offset: 1,
-                            len: window,
-                        })),
-                        None,
-                    ],
+                    Rule::Zscore { window, .. } => [track(1, window), None],
                     _ => [None, None],
                 };
-                (t, spans)
+                (t, reads)
             })
             .collect();
         Self {
             triggers,
             values: Vec::new(),
-            reference: None,
-            sum: vec![0.0],
-            squares: vec![0.0],
             bad: vec![0],
-            extremes,
+            spans,
         }
     }
 
     /// Starts over from `values` (oldest first).
     pub fn reset(&mut self, values: &[f64]) {
         self.values.clear();
-        self.reference = None;
-        self.sum.truncate(1);
-        self.squares.truncate(1);
         self.bad.truncate(1);
-        for e in &mut self.extremes {
-            e.min.clear();
-            e.max.clear();
+        for s in &mut self.spans {
+            s.clear();
         }
         for &v in values {
             self.push(v);
@@ -155,140 +219,65 @@ impl<'t> Series<'t> {
     /// Appends a value as the newest.
     pub fn push(&mut self, value: f64) {
         self.values.push(value);
-        let (sum, squares, bad) = (
-            self.sum[self.sum.len() - 1],
-            self.squares[self.squares.len() - 1],
-            self.bad[self.bad.len() - 1],
-        );
-        if value.is_finite() {
-            let d = value - *self.reference.get_or_insert(value);
-            self.sum.push(sum + d);
-            self.squares.push(squares + d * d);
-            self.bad.push(bad);
-        } else {
-            self.sum.push(sum);
-            self.squares.push(squares);
-            self.bad.push(bad + 1);
-        }
-        for e in &mut self.extremes {
-            e.advance(&self.values);
+        let bad = self.bad[self.bad.len() - 1] + u32::from(!value.is_finite());
+        self.bad.push(bad);
+        for s in &mut self.spans {
+            s.advance(&self.values);
         }
     }
 
-    /// The sum, the sum of squares (less the reference) and the count of non-finite values
-    /// of a span that the series holds.
-    fn totals(&self, span: Span) -> (f64, f64, u32) {
-        let end = self.values.len() - span.offset;
-        let start = end - span.len;
-        (
-            self.sum[end] - self.sum[start],
-            self.squares[end] - self.squares[start],
-            self.bad[end] - self.bad[start],
-        )
-    }
-
-    fn aggregate(&self, agg: Agg, span: Span, extremes: Option<usize>) -> f64 {
-        let n = self.values.len();
-        match (agg, extremes.map(|i| &self.extremes[i])) {
-            (Agg::Latest, _) => self.values[n - 1 - span.offset],
-            (Agg::Min, Some(e)) => e.min.front().map_or(f64::NAN, |&i| self.values[i]),
-            (Agg::Max, Some(e)) => e.max.front().map_or(f64::NAN, |&i| self.values[i]),
-            _ => {
-                let (sum, _, _) = self.totals(span);
-                sum / span.len as f64 + self.reference.unwrap_or(0.0)
-            }
+    /// `agg` of a span: `LATEST` is its newest value, the others read its summary.
+    fn aggregate(&self, agg: Agg, offset: usize, sliding: Option<usize>) -> f64 {
+        let summary = sliding.map(|i| self.spans[i].summary());
+        match (agg, summary) {
+            (Agg::Average, Some(s)) => s.sum / f64::from(s.n.max(1)),
+            (Agg::Min, Some(s)) => s.min,
+            (Agg::Max, Some(s)) => s.max,
+            _ => self.values[self.values.len() - 1 - offset],
         }
     }
 
     /// Whether trigger `index` fires now that a value joined the series with `newer` values
-    /// after it: the same answer as [`MetricTrigger::fires_after`] on the values.
+    /// after it: the same answer as [`MetricTrigger::fires_after`] on the values, up to
+    /// rounding.
     pub fn fires(&self, index: usize, newer: usize) -> Option<f64> {
-        let (trigger, extremes) = self.triggers.get(index)?;
+        let (trigger, reads) = self.triggers.get(index)?;
         let n = self.values.len();
         let added = *self.values.get(n.checked_sub(newer + 1)?)?;
-        let needs = trigger.needs();
         if let Rule::Nan = trigger.rule {
             return (!added.is_finite()).then_some(added);
         }
-        if newer >= needs || n < needs {
-            return None;
-        }
-        if self
-            .totals(Span {
-                offset: 0,
-                len: needs,
-            })
-            .2
-            > 0
-        {
+        let needs = trigger.needs();
+        if newer >= needs || n < needs || self.bad[n] - self.bad[n - needs] > 0 {
             return None;
         }
         let newest = self.values[n - 1];
         let fired = match trigger.rule {
             Rule::Nan => false,
             Rule::Threshold {
-                agg,
-                window,
-                op,
-                threshold,
-            } => {
-                let span = Span {
-                    offset: 0,
-                    len: window,
-                };
-                op.holds(self.aggregate(agg, span, extremes[0]), threshold)
-            }
+                agg, op, threshold, ..
+            } => op.holds(self.aggregate(agg, 0, reads[0]), threshold),
             Rule::Change {
                 agg,
                 current_window,
-                prior_window,
                 change_type,
                 direction,
                 amount,
+                ..
             } => {
-                let current = self.aggregate(
-                    agg,
-                    Span {
-                        offset: 0,
-                        len: current_window,
-                    },
-                    extremes[0],
-                );
-                let prior = self.aggregate(
-                    agg,
-                    Span {
-                        offset: current_window,
-                        len: prior_window,
-                    },
-                    extremes[1],
-                );
+                let current = self.aggregate(agg, 0, reads[0]);
+                let prior = self.aggregate(agg, current_window, reads[1]);
                 super::change(current, prior, change_type)
                     .is_some_and(|c| direction.reached(c, amount))
             }
             Rule::Zscore {
-                window,
                 threshold,
                 direction,
-            } => {
-                let span = Span {
-                    offset: 1,
-                    len: window,
-                };
-                let e = extremes[0].map(|i| &self.extremes[i]);
-                let constant = e.is_none_or(|e| {
-                    e.min.front().map(|&i| self.values[i]) == e.max.front().map(|&i| self.values[i])
-                });
-                if constant {
-                    false
-                } else {
-                    let (sum, squares, _) = self.totals(span);
-                    let mean = sum / window as f64;
-                    let variance = (squares / window as f64 - mean * mean).max(0.0);
-                    let deviation = variance.sqrt();
-                    let z = (newest - self.reference.unwrap_or(0.0) - mean) / deviation;
-                    deviation > 0.0 && direction.reached(z, threshold)
-                }
-            }
+                ..
+            } => reads[0]
+                .map(|i| self.spans[i].summary())
+                .and_then(|s| super::zscore(newest, s.min == s.max, s.mean, s.m2 / f64::from(s.n)))
+                .is_some_and(|z| direction.reached(z, threshold)),
         };
         fired.then_some(newest)
     }

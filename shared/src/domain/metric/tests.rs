@@ -368,7 +368,7 @@ fn late_values_fire_only_the_triggers_whose_values_they_join() {
 }
 
 #[test]
-fn firings_are_remembered_for_a_week_and_at_most_two_hundred() {
+fn firings_are_remembered_for_a_week_and_at_most_a_thousand() {
     let mut state = MetricState::default();
     let day = 24 * 3600 * 1000;
     state.record("e0", "a", f64::NAN, 0, 0);
@@ -527,4 +527,62 @@ fn a_late_value_inside_the_window_is_checked_and_a_nan_among_them_stops_the_othe
     assert_eq!(fired.len(), 1);
     assert_eq!((fired[0].0, fired[0].1), (14, 1));
     assert!(fired[0].2.is_nan());
+}
+
+#[test]
+fn a_huge_value_leaves_no_rounding_behind_once_it_is_out_of_the_values_looked_at() {
+    // Averages of the last two: after a spike of 1e20 leaves, (1 + 2) / 2 = 1.5 exactly.
+    let average = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "g", "agg": "AVERAGE", "window": 2, "op": "$gte", "threshold": 1.5,
+               "cooldown_seconds": 0}),
+    );
+    let points = [(0, 1.0), (1, 1e20), (2, 1.0), (3, 2.0)];
+    let fired = advance(&mut MetricState::default(), &[average], &points);
+    // (1 + 1e20) / 2 and (1e20 + 1) / 2 are above too; then 1.5 at step 3.
+    assert_eq!(fired, [(1, 0, 1e20), (2, 0, 1.0), (3, 0, 2.0)]);
+    // Values near f64::MAX in the window before: no overflow once they are out of it.
+    let below = trigger(
+        "RUN_METRIC_THRESHOLD",
+        json!({"metric": "g", "agg": "AVERAGE", "window": 2, "op": "$lt", "threshold": 0,
+               "cooldown_seconds": 0}),
+    );
+    let points = [(0, 1e308), (1, 1e308), (2, 1.0), (3, 2.0)];
+    assert_eq!(advance(&mut MetricState::default(), &[below], &points), []);
+}
+
+#[test]
+fn a_small_spread_of_large_values_after_a_far_one_still_gives_its_zscore() {
+    // The two values before the newest are 1e9 and 1e9 + 1: mean 1e9 + 0.5, deviation 0.5,
+    // so 1e9 + 1000 is (1000 − 0.5) / 0.5 = 1999 deviations up. The 0 before them is out.
+    let spike = trigger(
+        "RUN_METRIC_ZSCORE",
+        json!({"metric": "t", "window": 2, "threshold": 1000, "direction": "INCREASE"}),
+    );
+    let points = [(0, 0.0), (1, 1e9), (2, 1e9 + 1.0), (3, 1e9 + 1000.0)];
+    assert_eq!(
+        advance(
+            &mut MetricState::default(),
+            std::slice::from_ref(&spike),
+            &points
+        ),
+        [(3, 0, 1e9 + 1000.0)]
+    );
+    assert_eq!(
+        spike.fires(&[0.0, 1e9, 1e9 + 1.0, 1e9 + 1000.0]),
+        Some(1e9 + 1000.0)
+    );
+}
+
+#[test]
+fn equal_values_have_no_deviation_whatever_the_rounding_of_their_mean() {
+    // The mean of three 0.1s rounds to 0.1 + 1.4e-17: the deviation is still 0.
+    let spike = trigger(
+        "RUN_METRIC_ZSCORE",
+        json!({"metric": "t", "window": 3, "threshold": 1}),
+    );
+    assert_eq!(spike.fires(&[0.1, 0.1, 0.1, 5.0]), None);
+    assert_eq!(spike.fires(&[0.1, 0.1, 0.1, 0.1]), None);
+    let points = [(0, 0.1), (1, 0.1), (2, 0.1), (3, 5.0)];
+    assert_eq!(advance(&mut MetricState::default(), &[spike], &points), []);
 }
