@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use automations_tests::{Receiver, Server, ServerOptions};
+use automations_tests::{Api, Receiver, Server, ServerOptions};
 use serde_json::{Value, json};
 use shared::domain::access::Actor;
 use shared::domain::automation::{Automation, AutomationInput};
@@ -93,8 +93,10 @@ fn event(i: usize) -> Value {
            "artifact": {"collection": "resnet", "version": format!("v{i}"), "alias": "production"}})
 }
 
-async fn e2e(events: usize, rate: usize, seconds: usize) {
-    // The engine is measured, not the per-key rate limit: it is lifted.
+/// A server to measure (the per-key rate limit lifted: the engine is measured, not it), a
+/// receiver, and team `acme`'s admin and the key its events come with (`ingest`, as a
+/// training job's).
+async fn bench_team() -> (Server, Receiver, Api, Api) {
     let options = ServerOptions {
         extra_env: vec![
             ("RUST_LOG".into(), "warn,automations=info".into()),
@@ -107,9 +109,13 @@ async fn e2e(events: usize, rate: usize, seconds: usize) {
     let receiver = Receiver::start().await;
     let operator = server.api();
     operator.create_team("acme").await;
-    // The team's admin sets it up; events come with an ingest key, as from a training job.
     let api = operator.with_key(&operator.grant_key("acme", "bench", "admin").await.1);
     let producer = api.with_key(&api.grant_key("acme", "producer", "ingest").await.1);
+    (server, receiver, api, producer)
+}
+
+async fn e2e(events: usize, rate: usize, seconds: usize) {
+    let (_server, receiver, api, producer) = bench_team().await;
     api.put_secret("acme", "SIGNING", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         .await;
     let integration = api

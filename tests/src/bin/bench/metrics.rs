@@ -11,7 +11,6 @@
 
 use std::time::{Duration, Instant};
 
-use automations_tests::{Receiver, Server, ServerOptions};
 use serde_json::{Value, json};
 use shared::domain::metric::{MetricState, MetricTrigger, NewPoint, Watcher};
 
@@ -125,20 +124,7 @@ pub async fn e2e(points: usize) {
     const RUNS: usize = 10;
     const PER_REQUEST: usize = 1000;
     const METRICS: [&str; 5] = ["loss", "acc", "grad_norm", "lr", "tokens_per_s"];
-    let options = ServerOptions {
-        extra_env: vec![
-            ("RUST_LOG".into(), "warn,automations=info".into()),
-            ("AUTOMATIONS_INGEST_RATE".into(), "1000000".into()),
-            ("AUTOMATIONS_INGEST_BURST".into(), "1000000".into()),
-        ],
-        ..ServerOptions::default()
-    };
-    let server = Server::start(options);
-    let receiver = Receiver::start().await;
-    let operator = server.api();
-    operator.create_team("acme").await;
-    let api = operator.with_key(&operator.grant_key("acme", "bench", "admin").await.1);
-    let producer = api.with_key(&api.grant_key("acme", "trainer", "ingest").await.1);
+    let (_server, receiver, api, producer) = super::bench_team().await;
     for i in 0..100 {
         let metric = METRICS[i % METRICS.len()];
         let mut event = trigger(i / METRICS.len(), metric, 20);
