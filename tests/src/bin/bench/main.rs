@@ -273,6 +273,18 @@ async fn matching() {
     }
 }
 
+/// Creates an automation in team `acme` as the operator, through the use case.
+async fn create_automation(engine: &shared::usecases::Engine, spec: Value) {
+    shared::usecases::manage::create_automation(
+        engine,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).expect("spec"),
+    )
+    .await
+    .expect("automation");
+}
+
 /// Requests the functions' code makes per event and per execution, by phase.
 async fn aws(events: usize, scopes: usize) {
     use automations_tests::lambda_stack::{Stack, api_gateway_request, drive};
@@ -322,25 +334,11 @@ async fn aws(events: usize, scopes: usize) {
         let spec = json!({"name": format!("deploy-{r}"), "scope": {"type": "registry", "name": format!("model-{r}")},
             "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "production"}},
             "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
-        manage::create_automation(
-            &engine,
-            &Actor::operator(),
-            "acme",
-            serde_json::from_value(spec).expect("spec"),
-        )
-        .await
-        .expect("automation");
+        create_automation(&engine, spec).await;
     }
     let spec = json!({"name": "audit", "scope": {"type": "team"},
         "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "staging"}}, "action": {"type": "no_op"}});
-    manage::create_automation(
-        &engine,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(spec).expect("spec"),
-    )
-    .await
-    .expect("automation");
+    create_automation(&engine, spec).await;
     counter.take();
 
     // Ingest: batches of 100 through the ingest function's router.

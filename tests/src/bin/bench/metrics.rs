@@ -218,14 +218,7 @@ pub async fn aws() {
             let spec = json!({"name": format!("watch-{i}"), "scope": {"type": "project", "name": "detector"},
                 "event": trigger(i / metrics.len(), metrics[i % metrics.len()], 20),
                 "action": {"type": "no_op"}});
-            manage::create_automation(
-                &engine,
-                &Actor::operator(),
-                "acme",
-                serde_json::from_value(spec).expect("spec"),
-            )
-            .await
-            .expect("automation");
+            super::create_automation(&engine, spec).await;
         }
         let ingest = router_for(
             AppState::new(engine.clone(), &stack.operator_key),
