@@ -1,6 +1,7 @@
 //! moto's server, standing in for AWS's APIs. `AWS_ENDPOINT_URL` names a running one (CI
-//! starts it); otherwise the first test that needs one starts it from `.venv/bin/moto_server`
-//! or `moto_server` on the PATH, and it stops when the test process ends.
+//! starts it); otherwise the first test that needs one starts it, and it stops when the test
+//! process ends. Either way it runs through `tests/moto_server.py`, which takes DynamoDB's
+//! requests one at a time so that conditional writes are atomic, as they are on DynamoDB.
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -21,32 +22,34 @@ pub fn endpoint() -> String {
 }
 
 fn start() -> String {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
-    let program = if venv.exists() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let venv = root.join(".venv/bin/python");
+    let python = if venv.exists() {
         venv.display().to_string()
     } else {
-        "moto_server".to_string()
+        "python3".to_string()
     };
+    let server = root.join("tests/moto_server.py").display().to_string();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
     // The shell stops moto when this process's end closes its stdin.
     let script = format!(
-        "\"{program}\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; cat >/dev/null; kill $m"
+        "\"{python}\" \"{server}\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; cat >/dev/null; kill $m"
     );
     let child = Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::piped())
         .spawn()
-        .expect("start moto_server through sh");
+        .expect("start moto's server through sh");
     // Keep its stdin open for the life of the process.
     std::mem::forget(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "moto_server did not start; install it with: python3 -m venv .venv && .venv/bin/pip install 'moto[server]'"
+            "moto's server (tests/moto_server.py) did not start; install moto with: python3 -m venv .venv && .venv/bin/pip install 'moto[server]'"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
