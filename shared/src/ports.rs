@@ -380,6 +380,9 @@ pub struct Outbound {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The URL is a team secret (a Slack or Teams webhook URL): errors about the request
+    /// name no part of it, not even its host.
+    pub secret_url: bool,
 }
 
 /// What came back from one attempt.

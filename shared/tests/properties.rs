@@ -641,6 +641,36 @@ fn check_render(
     Ok(())
 }
 
+/// A notification's Slack and Teams bodies are valid JSON, within every limit.
+fn check_notification(
+    title: &str,
+    message: &str,
+    vars: &Map<String, Value>,
+) -> Result<(), TestCaseError> {
+    use shared::actions::notification::{Notice, TITLE_CHARS, slack, teams};
+    let template =
+        json!({"title": title, "message": message, "severity": "ERROR", "scope": "project p"});
+    let notice = Notice::new(&template, vars).map_err(TestCaseError::fail)?;
+    let body = slack::body(&notice, None);
+    let json = serde_json::to_string(&body).unwrap();
+    prop_assert_eq!(&serde_json::from_str::<Value>(&json).unwrap(), &body);
+    let chars = |v: &Value| v.as_str().map(|s| s.chars().count()).unwrap_or(usize::MAX);
+    let header = chars(&body["blocks"][0]["text"]["text"]);
+    let section = chars(&body["blocks"][1]["text"]["text"]);
+    prop_assert!((1..=TITLE_CHARS).contains(&header), "header {}", header);
+    prop_assert!(
+        (1..=slack::SECTION_CHARS).contains(&section),
+        "section {}",
+        section
+    );
+    prop_assert!(chars(&body["text"]) <= slack::FALLBACK_CHARS);
+    let card = teams::body(&notice);
+    let json = serde_json::to_string(&card).unwrap();
+    prop_assert!(json.len() < teams::MAX_BODY_BYTES, "{} bytes", json.len());
+    prop_assert_eq!(&serde_json::from_str::<Value>(&json).unwrap(), &card);
+    Ok(())
+}
+
 fn vars() -> impl Strategy<Value = Map<String, Value>> {
     let names: Vec<String> = template::VARIABLES
         .iter()
@@ -700,6 +730,13 @@ proptest! {
             prop::collection::vec((0i64..40, metric_value()), 1..30), 1..4),
     ) {
         check_series(&triggers, &batches)?;
+    }
+
+    #[test]
+    fn notifications_render_to_valid_bodies_within_every_destination_s_limits(
+        title in template_text(), message in template_text(), vars in vars(), copies in 1usize..400,
+    ) {
+        check_notification(&title, &message.repeat(copies), &vars)?;
     }
 
     #[test]

@@ -29,11 +29,16 @@ impl Delivery {
     }
 }
 
+type Answer = (u16, String, Vec<(String, String)>);
+
+/// Response headers of a scripted answer: (name, value).
+pub type Headers<'a> = &'a [(&'a str, &'a str)];
+
 #[derive(Default)]
 struct Inner {
     deliveries: Mutex<Vec<Delivery>>,
-    /// Statuses to answer, in order; 200 once they run out.
-    script: Mutex<VecDeque<(u16, String)>>,
+    /// Answers (status, body, headers), in order; 200 `ok` once they run out.
+    script: Mutex<VecDeque<Answer>>,
     arrived: Notify,
     /// When set, requests are answered one at a time, each after this delay.
     slow: Option<(Duration, tokio::sync::Mutex<()>)>,
@@ -86,7 +91,16 @@ impl Receiver {
     /// Answers the next requests with these statuses (and bodies), then 200s.
     pub fn script(&self, answers: &[(u16, &str)]) {
         let mut script = self.inner.script.lock().expect("lock");
-        script.extend(answers.iter().map(|(s, b)| (*s, b.to_string())));
+        script.extend(answers.iter().map(|(s, b)| (*s, b.to_string(), Vec::new())));
+    }
+
+    /// Answers the next requests with these statuses, bodies and headers, then 200s.
+    pub fn script_with_headers(&self, answers: &[(u16, &str, Headers<'_>)]) {
+        let mut script = self.inner.script.lock().expect("lock");
+        script.extend(answers.iter().map(|(s, b, h)| {
+            let headers = h.iter().map(|(n, v)| (n.to_string(), v.to_string()));
+            (*s, b.to_string(), headers.collect())
+        }));
     }
 
     pub fn deliveries(&self) -> Vec<Delivery> {
@@ -128,8 +142,8 @@ async fn record(
     let mut answer = inner.script.lock().expect("lock").pop_front();
     if inner.echo {
         // The scripted status (200 when none is left), with the echo as the body.
-        let status = answer.map_or(200, |(status, _)| status);
-        answer = Some((status, echo(&headers, &body)));
+        let status = answer.map_or(200, |(status, _, _)| status);
+        answer = Some((status, echo(&headers, &body), Vec::new()));
     }
     inner.deliveries.lock().expect("lock").push(Delivery {
         headers,
@@ -137,8 +151,21 @@ async fn record(
         at: Instant::now(),
     });
     inner.arrived.notify_waiters();
-    let (status, body) = answer.unwrap_or((200, "ok".to_string()));
-    (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body)
+    let (status, body, extra) = answer.unwrap_or((200, "ok".to_string(), Vec::new()));
+    let mut response_headers = HeaderMap::new();
+    for (name, value) in extra {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            axum::http::HeaderValue::from_str(&value),
+        ) {
+            response_headers.insert(name, value);
+        }
+    }
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        response_headers,
+        body,
+    )
 }
 
 /// The request's header values and body as a hostile receiver may echo them: raw, then

@@ -6,7 +6,8 @@
 //! template gives it, resolved against the stack's resources, and the pipeline runs through
 //! the real handlers: API Gateway request → ingest → events queue → evaluate → actions
 //! queue → dispatch (a 503 backed off through the message's visibility, a 410 disabling
-//! its integration) → a webhook with the team's secret at a loopback receiver, FINISHED.
+//! its integration) → a webhook with the team's secret at a loopback receiver, FINISHED; and
+//! a Slack notification whose webhook URL is a team secret.
 //! Every AWS call each function makes on the way is counted, and must be an action its
 //! role in the template allows (moto does not enforce IAM; this catches a missing grant).
 
@@ -632,6 +633,38 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     )
     .await
     .unwrap();
+    // (and a Slack notification, its webhook URL a team secret)
+    let slack = Receiver::start().await;
+    manage::put_secret(
+        &api,
+        &Actor::operator(),
+        "acme",
+        "SLACK_URL",
+        slack.url.clone(),
+    )
+    .await
+    .unwrap();
+    let channel = json!({"type": "slack", "name": "alerts", "webhook_url_secret": "SLACK_URL"});
+    let slack_integration = manage::create_integration(
+        &api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(channel).unwrap(),
+    )
+    .await
+    .unwrap();
+    let spec = json!({"name": "tell-the-channel", "scope": {"type": "registry", "name": "model"},
+        "event": {"type": "ADD_ARTIFACT_ALIAS"},
+        "action": {"type": "notification", "integration": slack_integration.id,
+                   "title": "${artifact_version_string}", "message": "alias ${alias}", "severity": "INFO"}});
+    manage::create_automation(
+        &api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).unwrap(),
+    )
+    .await
+    .unwrap();
     // (and a run-metric automation, which keeps its window in the table)
     let spec = json!({"name": "nan-loss", "scope": {"type": "project", "name": "detector"},
         "event": {"type": "RUN_METRIC_NAN", "metric": "loss"}, "action": {"type": "no_op"}});
@@ -704,7 +737,7 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         &configs["DispatchFunction"].actions_queue_url,
     ));
     // (the first attempt gets a 503 and backs off through its message's visibility; the
-    // other gets a 410; the retry is delivered)
+    // second gets a 410; the notification is delivered; the retry is delivered)
     let mut handed = 0;
     let mut kept = 0;
     for _ in 0..3 {
@@ -718,8 +751,16 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
             break;
         }
     }
-    assert_eq!((handed, kept), (3, 1), "two executions, one retry");
+    assert_eq!((handed, kept), (4, 1), "three executions, one retry");
     assert_eq!(gone.count(), 1);
+    let posted = slack.deliveries();
+    assert_eq!(posted.len(), 1, "the notification was posted once");
+    let message = posted[0].json();
+    assert_eq!(
+        message["blocks"][0]["text"]["text"],
+        "acme/model/resnet:production"
+    );
+    assert_eq!(message["blocks"][1]["text"]["text"], "alias production");
     let disabled = api
         .store
         .get_integration("acme", &gone_integration.id)

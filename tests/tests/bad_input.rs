@@ -570,3 +570,141 @@ async fn hostile_integration_urls_and_secrets_are_refused() {
         .await;
     assert_error(status, &body, 409, None, "exists");
 }
+
+#[tokio::test]
+async fn bad_previews_and_notifications_are_refused_and_nothing_is_sent() {
+    let server = Server::start(ServerOptions::default());
+    let receiver = Receiver::start().await;
+    let api = server.api();
+    let integration = team_with_webhook(&server, &receiver).await;
+    api.put_secret("acme", "SLACK_URL", &receiver.url).await;
+    let slack = api
+        .webhook(
+            "acme",
+            json!({"type": "slack", "name": "alerts", "webhook_url_secret": "SLACK_URL"}),
+        )
+        .await;
+    let draft = json!({"name": "deploy", "scope": {"type": "registry", "name": "model"},
+                       "event": {"type": "ADD_ARTIFACT_ALIAS"},
+                       "action": {"type": "webhook", "integration": integration}});
+    let event = json!({"event_type": "ADD_ARTIFACT_ALIAS", "registry": "model",
+                       "artifact": {"collection": "resnet", "version": "v1", "alias": "prod"}});
+    let path = "/v1/teams/acme/automations/preview";
+
+    // Malformed, not an object, and an unknown field.
+    let (status, body) = raw(
+        &api,
+        "POST",
+        path,
+        "application/json",
+        b"{\"automation\":".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = raw(&api, "POST", path, "application/json", b"[1, 2]".to_vec()).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api
+        .call(
+            "POST",
+            path,
+            Some(json!({"automation": draft, "event": event, "send": true})),
+        )
+        .await;
+    assert_error(status, &body, 400, None, "send");
+    // Deeply nested and oversized events, named inside the event.
+    let mut deep = json!("leaf");
+    for _ in 0..40 {
+        deep = json!({"a": deep});
+    }
+    let mut nested = event.clone();
+    nested["artifact"]["metadata"] = json!({"x": deep});
+    let (status, body) = api
+        .call(
+            "POST",
+            path,
+            Some(json!({"automation": draft, "event": nested})),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        400,
+        Some("event.artifact.metadata"),
+        "levels",
+    );
+    let mut large = event.clone();
+    large["artifact"]["metadata"] = json!({"blob": "x".repeat(100_000)});
+    let (status, body) = api
+        .call(
+            "POST",
+            path,
+            Some(json!({"automation": draft, "event": large})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("event"),
+        "{body}"
+    );
+    let huge = json!({"automation": draft, "event": event, "x": "y".repeat(2 << 20)});
+    let (status, _) = raw(
+        &api,
+        "POST",
+        path,
+        "application/json",
+        huge.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    // A draft is checked as creating it would be; its errors are named inside it.
+    let mut bad = draft.clone();
+    bad["action"]["integration"] = json!("nope");
+    let (status, body) = api
+        .call(
+            "POST",
+            path,
+            Some(json!({"automation": bad, "event": event})),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        400,
+        Some("automation.action.integration"),
+        "does not exist",
+    );
+    // Notification texts over their limits, or empty.
+    let notice = |title: Value, message: Value| {
+        json!({"name": "n", "scope": {"type": "project", "name": "p"},
+               "event": {"type": "RUN_STATE", "states": ["FAILED"]},
+               "action": {"type": "notification", "integration": slack, "title": title, "message": message}})
+    };
+    for (spec, field, needle) in [
+        (
+            notice(json!("t".repeat(1025)), json!("m")),
+            "action.title",
+            "1024",
+        ),
+        (
+            notice(json!("t"), json!("m".repeat(16 * 1024 + 1))),
+            "action.message",
+            "16384",
+        ),
+        (notice(json!("  "), json!("m")), "action.title", "empty"),
+        (notice(json!(["t"]), json!("m")), "action.title", "string"),
+    ] {
+        let (status, body) = api
+            .call("POST", "/v1/teams/acme/automations", Some(spec))
+            .await;
+        assert_error(status, &body, 400, Some(field), needle);
+    }
+    assert_eq!(
+        api.automation_names("acme").await,
+        Vec::<String>::new(),
+        "nothing stored"
+    );
+    assert_eq!(receiver.count(), 0, "nothing sent");
+}

@@ -336,7 +336,7 @@ async fn integration_test_sends_one_real_request() {
     // (the request carried the team's token: what came back is not kept)
     assert_eq!(
         answer,
-        json!({"ok": true, "status": 200, "body": null, "error": null,
+        json!({"ok": true, "status": 200, "body": null, "error": null, "outcome": "delivered",
                "body_withheld": "not kept: the request carried team secrets, and a receiver may echo them back in any encoding"})
     );
     let d = &receiver.deliveries()[0];
@@ -363,7 +363,7 @@ async fn integration_test_sends_one_real_request() {
         .await;
     assert_eq!(
         answer,
-        json!({"ok": true, "status": 200, "body": "ok", "error": null})
+        json!({"ok": true, "status": 200, "body": "ok", "error": null, "outcome": "delivered"})
     );
 }
 

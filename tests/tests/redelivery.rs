@@ -179,6 +179,7 @@ async fn an_execution_with_as_many_attempts_as_it_keeps_is_not_retried_again() {
             status_code: Some(503),
             error: None,
             duration_ms: 1,
+            outcome: Some("retry".into()),
         })
         .collect();
     store.update_execution(&mut execution).await.unwrap();

@@ -343,6 +343,9 @@ fn concrete(path: &str, ids: &[(&str, &str)]) -> String {
         .fold(path.to_string(), |p, (name, value)| p.replace(name, value))
 }
 
+/// The part of a Slack webhook URL that is the credential.
+const SLACK_PATH_SECRET: &str = "slack-url-secret-9c2e71";
+
 #[tokio::test]
 async fn no_secret_value_or_api_key_shows_in_any_answer_record_trail_log_or_file() {
     // GIVEN a team with a key of every role, secrets of unique values, and a receiver that
@@ -389,6 +392,24 @@ async fn no_secret_value_or_api_key_shows_in_any_answer_record_trail_log_or_file
                               "payload": {"s": "${LEAK_PAYLOAD}", "v": "${artifact_version}"}}}),
         )
         .await;
+    // (and a Slack integration, to another echoing receiver, whose URL is a secret)
+    let slack = Receiver::start_echo().await;
+    let slack_url = format!("{}/T0LEAK/B0LEAK/{SLACK_PATH_SECRET}", slack.url);
+    admin.put_secret("acme", "LEAK_SLACK_URL", &slack_url).await;
+    let slack_hook = admin
+        .webhook(
+            "acme",
+            json!({"type": "slack", "name": "echo-slack", "webhook_url_secret": "LEAK_SLACK_URL"}),
+        )
+        .await;
+    let notify = admin
+        .automation(
+            "acme",
+            json!({"name": "leaky-notice", "scope": {"type": "team"}, "event": {"type": "LINK_ARTIFACT"},
+                   "action": {"type": "notification", "integration": slack_hook,
+                              "title": "linked ${artifact_version}", "message": "by ${event_author}"}}),
+        )
+        .await;
     let ingest = operator.with_key(&role_keys[1].1);
     ingest
         .events(
@@ -403,6 +424,37 @@ async fn no_secret_value_or_api_key_shows_in_any_answer_record_trail_log_or_file
         })
         .await;
     let execution = list[0]["id"].as_str().unwrap().to_string();
+    let notices = admin
+        .wait_executions("acme", &notify, WAIT, |l| {
+            l.first().is_some_and(|e| e["status"] == "FINISHED")
+        })
+        .await;
+    let notice = notices[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(slack.count(), 1, "the notification went out");
+    // The previews and the Slack integration's test, which build the same requests.
+    let mut extra_answers = Vec::new();
+    for automation in [&automation, &notify] {
+        let body = json!({"automation_id": automation, "event": {"event_type": "LINK_ARTIFACT",
+            "project": "p", "artifact": {"collection": "c", "version": "v2"}}});
+        let answer = raw(
+            &admin,
+            "POST",
+            "/v1/teams/acme/automations/preview",
+            Some(body),
+        )
+        .await;
+        assert!(answer.contains("\"would_fire\":true"), "{answer}");
+        extra_answers.push((format!("the preview of {automation}"), answer.into_bytes()));
+    }
+    let tested = raw(
+        &admin,
+        "POST",
+        &format!("/v1/teams/acme/integrations/{slack_hook}/test"),
+        None,
+    )
+    .await;
+    assert!(tested.contains("\"ok\":true"), "{tested}");
+    extra_answers.push(("the Slack test".into(), tested.into_bytes()));
     assert_eq!(
         list[0]["attempts"].as_array().unwrap().len(),
         2,
@@ -470,14 +522,31 @@ async fn no_secret_value_or_api_key_shows_in_any_answer_record_trail_log_or_file
         trail.contains("execution.retry") && trail.contains("api_key.revoke"),
         "{trail}"
     );
+    let notice_record = raw(
+        &admin,
+        "GET",
+        &format!("/v1/teams/acme/executions/{notice}"),
+        None,
+    )
+    .await;
     let mut surfaces = answers;
+    surfaces.extend(extra_answers);
     surfaces.push(("the execution".into(), record.into_bytes()));
+    surfaces.push((
+        "the notification's execution".into(),
+        notice_record.into_bytes(),
+    ));
     surfaces.push(("the audit trail".into(), trail.into_bytes()));
     surfaces.extend(stored_bytes(&server));
     let mut needles: Vec<(String, String)> = unique
         .iter()
         .map(|(name, value)| (format!("secret {name}"), value.to_string()))
         .collect();
+    needles.push(("secret LEAK_SLACK_URL".into(), slack_url.clone()));
+    needles.push((
+        "the path of LEAK_SLACK_URL".into(),
+        SLACK_PATH_SECRET.into(),
+    ));
     needles.extend(
         keys.iter()
             .enumerate()

@@ -11,7 +11,7 @@ use crate::domain::automation::{Action, Automation, AutomationInput, Scope, Trig
 use crate::domain::event::{EventType, format_millis};
 use crate::domain::execution::{ActionRecord, Attempt, EventRef, Execution, ExecutionStatus};
 use crate::domain::ids::execution_id;
-use crate::domain::integration::{Integration, IntegrationKind};
+use crate::domain::integration::{Destination, Integration};
 use crate::ports::{
     AutomationStore, Clock, Listing, Lookup, StoreError, StoreResult, Team, Unreadable,
 };
@@ -112,6 +112,7 @@ async fn the_largest_execution_accepted_is_stored_and_read_back(store: &dyn Auto
                 status_code: Some(503),
                 error: Some("e".repeat(RECORDED_ERROR_BYTES)),
                 duration_ms: 15_000,
+                outcome: Some("disabled".into()),
             });
         }
         execution.status = ExecutionStatus::Failed;
@@ -393,7 +394,10 @@ impl Named for Integration {
     fn renamed(&self, name: &str) -> Self {
         let mut next = self.clone();
         next.name = name.to_string();
-        next.url = format!("https://hooks.example.com/{name}");
+        next.destination = Destination::Slack {
+            webhook_url_secret: "SLACK_URL".into(),
+            channel: Some(format!("#{name}")),
+        };
         next.updated_at = at(BASE_MS + 1);
         next
     }
@@ -751,6 +755,7 @@ async fn executions_are_created_once_and_updated_conditionally(store: &dyn Autom
         status_code: Some(200),
         error: None,
         duration_ms: 12,
+        outcome: Some("delivered".into()),
     });
     let updated = store.update_execution(&mut current).await;
     updated.expect("update_execution failed");
@@ -877,6 +882,9 @@ fn automation(team: &str, id: &str, name: &str, scope: Scope, event_type: EventT
                 kind: "no_op".into(),
                 integration: None,
                 payload: None,
+                title: None,
+                message: None,
+                severity: None,
             },
         },
         created_at: at(BASE_MS),
@@ -888,11 +896,12 @@ fn integration(team: &str, id: &str, name: &str) -> Integration {
     Integration {
         id: id.to_string(),
         team: team.to_string(),
-        kind: IntegrationKind::Webhook,
         name: name.to_string(),
-        url: format!("https://hooks.example.com/{name}"),
-        access_token_secret: Some("HOOK_TOKEN".into()),
-        signing_secret: None,
+        destination: Destination::Webhook {
+            url: format!("https://hooks.example.com/{name}"),
+            access_token_secret: Some("HOOK_TOKEN".into()),
+            signing_secret: None,
+        },
         enabled: true,
         disabled_reason: None,
         created_at: at(BASE_MS),

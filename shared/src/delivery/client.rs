@@ -38,20 +38,44 @@ impl GuardedClient {
     }
 
     async fn try_send(&self, request: Outbound) -> Result<Response, Response> {
-        let url = url::Url::parse(&request.url)
-            .map_err(|e| failure(format!("invalid url: {e}"), true))?;
-        self.guard
-            .check_target(&url)
-            .map_err(|e| failure(e.to_string(), true))?;
+        let secret_url = request.secret_url;
+        let refused = |e: super::guard::GuardError| {
+            let message = if secret_url {
+                format!(
+                    "the destination URL (a team secret) is refused by the outbound guard: {}",
+                    e.without_values()
+                )
+            } else {
+                e.to_string()
+            };
+            failure(message, !e.is_transient())
+        };
+        let url = url::Url::parse(&request.url).map_err(|e| {
+            let message = if secret_url {
+                "the destination URL (a team secret) is not a valid URL".to_string()
+            } else {
+                format!("invalid url: {e}")
+            };
+            failure(message, true)
+        })?;
+        self.guard.check_target(&url).map_err(|e| {
+            let mut response = refused(e);
+            response.refused = true;
+            response
+        })?;
         let mut builder = self.http.post(url);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let mut response = builder
-            .body(request.body)
-            .send()
-            .await
-            .map_err(|e| self.describe(e))?;
+        let mut response =
+            builder
+                .body(request.body)
+                .send()
+                .await
+                .map_err(|e| match find_guard_error(&e) {
+                    Some(guard) => refused(guard.clone()),
+                    None => self.describe(e, secret_url),
+                })?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -84,16 +108,20 @@ impl GuardedClient {
         })
     }
 
-    fn describe(&self, error: reqwest::Error) -> Response {
-        if let Some(refusal) = find_guard_error(&error) {
-            return failure(refusal.to_string(), !refusal.is_transient());
-        }
+    /// What went wrong, in the client's own words; for a secret URL without the cause,
+    /// which may name its host or address.
+    fn describe(&self, error: reqwest::Error, secret_url: bool) -> Response {
+        let cause = if secret_url {
+            "the cause is not shown: the URL is a team secret".to_string()
+        } else {
+            root_cause(&error)
+        };
         let message = if error.is_timeout() {
             format!("no response within {} s", self.timeout.as_secs_f32())
         } else if error.is_connect() {
-            format!("could not connect: {}", root_cause(&error))
+            format!("could not connect: {cause}")
         } else {
-            format!("request failed: {}", root_cause(&error))
+            format!("request failed: {cause}")
         };
         failure(message, false)
     }

@@ -302,6 +302,29 @@ impl GuardError {
             GuardError::ResolutionFailed { .. } | GuardError::EmptyResolution { .. }
         )
     }
+
+    /// Why the URL was refused, naming no part of it: for a URL that is itself a secret
+    /// (a Slack or Teams webhook URL), whose host or address must not be shown either.
+    pub fn without_values(&self) -> &'static str {
+        match self {
+            GuardError::TooLong { .. } => "the URL is too long",
+            GuardError::Invalid { .. } => "it is not a valid URL",
+            GuardError::UnsupportedScheme { .. } => "its scheme is not http or https",
+            GuardError::Userinfo => "it holds a user name or password",
+            GuardError::MissingHost => "it has no host",
+            GuardError::Fragment => "it has a #fragment",
+            GuardError::LocalHost { .. } => "its host is a local host name",
+            GuardError::IpLiteral { .. } => {
+                "its host is an IP address (an operator can allow networks with AUTOMATIONS_ALLOW_NETWORKS)"
+            }
+            GuardError::BlockedAddress(_) | GuardError::BlockedResolution { .. } => {
+                "its host is or resolves to an address that is not public (an operator can allow networks with AUTOMATIONS_ALLOW_NETWORKS)"
+            }
+            GuardError::EmptyResolution { .. } => "its host resolves to no address",
+            GuardError::ResolutionFailed { .. } => "its host could not be resolved",
+            GuardError::InvalidAllowNetwork { .. } => "the allow list is invalid",
+        }
+    }
 }
 
 pub fn find_guard_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a GuardError> {

@@ -75,8 +75,9 @@ pub enum Verdict {
     Delivered,
     /// Worth another attempt (timeouts, connection errors, 408, 429, 5xx).
     Retry,
-    /// 410 Gone: the receiver asked us to stop; the integration is disabled.
-    Gone,
+    /// The destination is gone for good (a 410, an archived Slack channel, a revoked
+    /// hook): the integration is disabled with this reason, and the execution fails.
+    Disable(String),
     /// Will not get better by retrying: the reason is recorded.
     Fail(String),
 }
@@ -87,7 +88,7 @@ pub fn classify(status: Option<u16>) -> Verdict {
         None => Verdict::Retry,
         Some(200..=299) => Verdict::Delivered,
         Some(408 | 429 | 500..=599) => Verdict::Retry,
-        Some(410) => Verdict::Gone,
+        Some(410) => Verdict::Disable("the receiver answered 410 Gone".into()),
         Some(s @ 300..=399) => {
             Verdict::Fail(format!("receiver answered {s}; redirects are not followed"))
         }
@@ -167,7 +168,10 @@ mod tests {
             assert_eq!(classify(Some(s)), Verdict::Retry, "{s}");
         }
         assert_eq!(classify(None), Verdict::Retry);
-        assert_eq!(classify(Some(410)), Verdict::Gone);
+        assert_eq!(
+            classify(Some(410)),
+            Verdict::Disable("the receiver answered 410 Gone".into())
+        );
         assert!(matches!(classify(Some(301)), Verdict::Fail(r) if r.contains("redirects")));
         assert!(matches!(classify(Some(404)), Verdict::Fail(r) if r.contains("404")));
     }

@@ -97,7 +97,22 @@ pub struct Action {
     pub integration: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// `notification`: text templates of the title, the message and the severity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
 }
+
+/// The severities of a notification.
+pub const SEVERITIES: [&str; 3] = ["INFO", "WARN", "ERROR"];
+
+/// Largest notification title template.
+pub const MAX_TITLE_BYTES: usize = 1024;
+/// Largest notification message template.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// An automation as a client writes it (POST, PUT; PATCH merges into the stored one first).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +160,9 @@ impl Automation {
 pub struct References {
     pub integration: Option<String>,
     pub secrets: BTreeSet<String>,
+    /// The action is a notification: its integration must be a Slack or Teams one (else a
+    /// webhook integration).
+    pub notifies: bool,
 }
 
 /// The trigger types that watch a metric of `RUN_METRICS` events.
@@ -283,7 +301,22 @@ impl AutomationInput {
 
     fn validate_action(&self) -> Result<References, Invalid> {
         let a = &self.action;
+        if a.kind != "notification" {
+            for (field, value) in [
+                ("title", &a.title),
+                ("message", &a.message),
+                ("severity", &a.severity),
+            ] {
+                if value.is_some() {
+                    return Err(Invalid::new(
+                        format!("action.{field}"),
+                        "only notification actions take a title, a message and a severity",
+                    ));
+                }
+            }
+        }
         match a.kind.as_str() {
+            "notification" => validate_notification(a),
             "webhook" => {
                 let integration = a.integration.clone().ok_or_else(|| {
                     Invalid::new(
@@ -303,6 +336,7 @@ impl AutomationInput {
                 Ok(References {
                     integration: Some(integration),
                     secrets,
+                    notifies: false,
                 })
             }
             "no_op" => {
@@ -314,17 +348,113 @@ impl AutomationInput {
                 }
                 Ok(References::default())
             }
-            "slack" | "queue_job" => Err(Invalid::new(
+            "queue_job" => Err(Invalid::new(
+                "action.type",
+                "queue_job actions are not supported yet by this version; use webhook, notification or no_op",
+            )),
+            "slack" | "teams" => Err(Invalid::new(
                 "action.type",
                 format!(
-                    "{} actions are not supported yet by this version; use webhook or no_op",
-                    a.kind
+                    "a {} message is a notification action: {{\"type\": \"notification\", \"integration\": \"<id of a {} integration>\", \"title\": …, \"message\": …}}",
+                    a.kind, a.kind
                 ),
             )),
             other => Err(Invalid::new(
                 "action.type",
-                format!("unknown action type {other:?}; expected \"webhook\" or \"no_op\""),
+                format!(
+                    "unknown action type {other:?}; expected \"webhook\", \"notification\" or \"no_op\""
+                ),
             )),
+        }
+    }
+}
+
+/// A notification's integration, and its text templates: known variables only, and no
+/// team secret (a channel is not a secret store).
+fn validate_notification(a: &Action) -> Result<References, Invalid> {
+    let integration = a.integration.clone().ok_or_else(|| {
+        Invalid::new(
+            "action.integration",
+            "missing: the id of a slack or teams integration",
+        )
+    })?;
+    if a.payload.is_some() {
+        return Err(Invalid::new(
+            "action.payload",
+            "notification actions take a title, a message and a severity, not a payload",
+        ));
+    }
+    let texts = [
+        ("title", a.title.as_deref(), MAX_TITLE_BYTES, true),
+        ("message", a.message.as_deref(), MAX_MESSAGE_BYTES, true),
+        ("severity", a.severity.as_deref(), 128, false),
+    ];
+    for (field, text, max, required) in texts {
+        let path = format!("action.{field}");
+        let Some(text) = text else {
+            if required {
+                return Err(Invalid::new(
+                    path,
+                    "missing: a text template, e.g. \"Run ${run_name} failed\"",
+                ));
+            }
+            continue;
+        };
+        if required && text.trim().is_empty() {
+            return Err(Invalid::new(path, "must not be empty"));
+        }
+        if text.len() > max {
+            return Err(Invalid::new(
+                path,
+                format!("is {} bytes; at most {max} bytes are accepted", text.len()),
+            ));
+        }
+        let secrets = template::check_text(text).map_err(|e| e.within(&path))?;
+        if let Some(secret) = secrets.first() {
+            return Err(Invalid::new(
+                path,
+                format!(
+                    "uses ${{{secret}}}, a team secret: secrets cannot be sent in notification text, which everyone in the channel reads"
+                ),
+            ));
+        }
+    }
+    if let Some(severity) = &a.severity
+        && !severity.contains("${")
+        && !SEVERITIES.contains(&severity.as_str())
+    {
+        return Err(Invalid::new(
+            "action.severity",
+            format!(
+                "unknown severity {severity:?}; expected one of {}",
+                SEVERITIES.join(", ")
+            ),
+        ));
+    }
+    Ok(References {
+        integration: Some(integration),
+        secrets: Default::default(),
+        notifies: true,
+    })
+}
+
+/// Why an automation does not fire on an event: `reason` is `scope`, `event_type`,
+/// `states`, `metric`, `filter` or `disabled`; `field` the event's field that decided,
+/// where one did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    pub reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Mismatch {
+    pub fn new(reason: &'static str, field: Option<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            field,
+            message: message.into(),
         }
     }
 }
@@ -366,6 +496,82 @@ impl Compiled {
             states,
             metric,
         })
+    }
+
+    /// Why this automation does not fire on `event`, or `None` when it does (for a
+    /// run-metric trigger, when the event carries its metric: its window decides). The
+    /// checks go in the order evaluation makes them: scope, event type, run states, the
+    /// metric, the filter; being disabled comes last, so that a preview of a disabled
+    /// automation still says whether it would fire once enabled.
+    pub fn why_not(&self, event: &Event, document: &Value) -> Option<Mismatch> {
+        let spec = &self.automation.spec;
+        let scope = spec.scope.key();
+        if !event.scope_keys().contains(&scope) {
+            return Some(Mismatch::new(
+                "scope",
+                None,
+                format!(
+                    "the event happened in {} {}, outside the automation's scope ({scope})",
+                    event.scope.as_str(),
+                    event.scope_name
+                ),
+            ));
+        }
+        if self.event_type != event.event_type {
+            return Some(Mismatch::new(
+                "event_type",
+                None,
+                format!(
+                    "the automation's trigger {} watches {} events, and this is {}",
+                    spec.event.event_type,
+                    self.event_type.as_str(),
+                    event.event_type.as_str()
+                ),
+            ));
+        }
+        if event.event_type == EventType::RunState {
+            let state = event.run.as_ref().and_then(|r| r.state.as_deref());
+            if !state
+                .and_then(RunState::parse)
+                .is_some_and(|s| self.states.contains(&s))
+            {
+                return Some(Mismatch::new(
+                    "states",
+                    Some("run.state".into()),
+                    format!(
+                        "the run's state {:?} is not one of the trigger's states",
+                        state.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        if let Some(metric) = &self.metric
+            && !event
+                .metrics
+                .as_ref()
+                .is_some_and(|m| m.contains_key(&metric.metric))
+        {
+            return Some(Mismatch::new(
+                "metric",
+                Some(format!("metrics.{}", metric.metric)),
+                format!("the event carries no value of {}", metric.metric),
+            ));
+        }
+        if let Some(field) = self.filter.as_ref().and_then(|f| f.mismatch(document)) {
+            return Some(Mismatch::new(
+                "filter",
+                Some(field.clone()),
+                format!("the filter's condition on {field} does not match the event"),
+            ));
+        }
+        if !spec.enabled {
+            return Some(Mismatch::new(
+                "disabled",
+                None,
+                "the automation is disabled; enabled, it would fire",
+            ));
+        }
+        None
     }
 
     /// Whether this automation fires on `event` (whose scope the lookup already matched).

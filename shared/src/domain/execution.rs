@@ -76,6 +76,10 @@ pub struct Attempt {
     pub status_code: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// What the answer meant: `delivered`, `retry`, `failed`, or `disabled` (the
+    /// destination is gone, and the integration was disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -160,6 +160,13 @@ impl Filter {
         self.root.eval(doc)
     }
 
+    /// Why `doc` does not satisfy the filter: the dotted path of the first field whose
+    /// conditions fail, or for `$or`, `$nor` and `$not`, which no single field decides,
+    /// the operator. `None` when it matches.
+    pub fn mismatch(&self, doc: &Value) -> Option<String> {
+        self.root.mismatch(doc)
+    }
+
     /// Dotted field paths the filter reads, for diagnostics.
     ///
     /// Each path appears once, in the order first met while walking the filter.
@@ -409,6 +416,19 @@ impl Node {
                 let value = resolve(doc, segments);
                 conds.iter().all(|c| c.eval(value))
             }
+        }
+    }
+
+    fn mismatch(&self, doc: &Value) -> Option<String> {
+        if self.eval(doc) {
+            return None;
+        }
+        match self {
+            Node::And(nodes) => nodes.iter().find_map(|n| n.mismatch(doc)),
+            Node::Or(_) => Some("$or".into()),
+            Node::Nor(_) => Some("$nor".into()),
+            Node::Not(_) => Some("$not".into()),
+            Node::Field { path, .. } => Some(path.clone()),
         }
     }
 
@@ -1162,6 +1182,26 @@ mod tests {
         assert!(!compile(json!({"meta": {}})).matches(&json!({"meta": {"a": 1}})));
         assert!(compile(json!({"meta": {"$eq": {"$x": 1}}})).matches(&json!({"meta": {"$x": 1}})));
         assert!(compile(json!({"a": {"b$": 1}})).matches(&json!({"a": {"b$": 1}})));
+    }
+
+    #[test]
+    fn mismatch_names_the_first_failing_field_or_the_logical_operator() {
+        let f = compile(json!({"alias": {"$regex": "^prod"}, "artifact.collection": "resnet"}));
+        let doc = json!({"alias": "production", "artifact": {"collection": "bert"}});
+        assert_eq!(f.mismatch(&doc).as_deref(), Some("artifact.collection"));
+        assert_eq!(
+            f.mismatch(&json!({"alias": "dev"})).as_deref(),
+            Some("alias")
+        );
+        let matching = json!({"alias": "prod", "artifact": {"collection": "resnet"}});
+        assert_eq!(f.mismatch(&matching), None);
+        let f = compile(json!({"$or": [{"tag": "a"}, {"tag": "b"}]}));
+        assert_eq!(f.mismatch(&json!({"tag": "c"})).as_deref(), Some("$or"));
+        let f = compile(json!({"$and": [{"tag": "a"}, {"run.user": "x"}]}));
+        assert_eq!(
+            f.mismatch(&json!({"tag": "a"})).as_deref(),
+            Some("run.user")
+        );
     }
 
     #[test]

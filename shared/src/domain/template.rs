@@ -62,6 +62,19 @@ impl<'a> Var<'a> {
     }
 }
 
+/// Looks an event variable up in `vars` (an execution's variables); secrets are not in
+/// there.
+pub fn lookup(vars: &serde_json::Map<String, Value>, var: Var<'_>) -> Option<Value> {
+    match var {
+        Var::Event(name) => vars.get(name).cloned(),
+        Var::Metadata(key) => vars
+            .get("artifact_metadata")
+            .and_then(|m| m.get(key))
+            .cloned(),
+        Var::Secret(_) => None,
+    }
+}
+
 /// Secret names are `[A-Z0-9_]+`, at most 128 characters.
 pub fn is_secret_name(name: &str) -> bool {
     !name.is_empty()
@@ -136,19 +149,7 @@ pub fn check(payload: &Value) -> Result<BTreeSet<String>, Invalid> {
 
 fn check_value(value: &Value, path: &str, secrets: &mut BTreeSet<String>) -> Result<(), Invalid> {
     match value {
-        Value::String(s) => {
-            for piece in pieces(s) {
-                if let Piece::Var(name) = piece {
-                    match Var::classify(name).map_err(|m| Invalid::new(path, m))? {
-                        Var::Secret(n) => {
-                            secrets.insert(n.to_string());
-                        }
-                        Var::Event(_) | Var::Metadata(_) => {}
-                    }
-                }
-            }
-            Ok(())
-        }
+        Value::String(s) => check_string(s, path, secrets),
         Value::Array(items) => items
             .iter()
             .enumerate()
@@ -163,6 +164,91 @@ fn check_value(value: &Value, path: &str, secrets: &mut BTreeSet<String>) -> Res
         }),
         Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
     }
+}
+
+/// Checks every reference of a text template (a notification's title, message or
+/// severity) and returns the secrets it uses. Errors name no field: the caller's is the
+/// template's.
+pub fn check_text(text: &str) -> Result<BTreeSet<String>, Invalid> {
+    let mut secrets = BTreeSet::new();
+    check_string(text, "", &mut secrets)?;
+    Ok(secrets)
+}
+
+/// A text template as rendered: `cut` when it reached the rendering's limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedText {
+    pub text: String,
+    pub cut: bool,
+}
+
+/// Renders a text template: its literal text as written (the author's own markup), each
+/// value passed through `escape` for the destination, so that no event value adds markup.
+/// A string value is its text, `null` or a missing value nothing, any other value its
+/// JSON. At most `max_bytes` of literal text and values are rendered (before escaping),
+/// since references can repeat a large value; a longer rendering stops there, `cut`.
+pub fn render_text(
+    text: &str,
+    max_bytes: usize,
+    resolve: &mut dyn FnMut(Var<'_>) -> Option<Value>,
+    escape: &dyn Fn(&str, &mut String),
+) -> RenderedText {
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    let mut left = max_bytes;
+    // Takes as much of `piece` as the budget leaves; false once the budget is spent.
+    let mut take = |piece: &str, escaped: bool, out: &mut String| -> bool {
+        let fits = piece.len() <= left;
+        let piece = if fits {
+            piece
+        } else {
+            let mut end = left;
+            while !piece.is_char_boundary(end) {
+                end -= 1;
+            }
+            &piece[..end]
+        };
+        left -= piece.len();
+        if escaped {
+            escape(piece, out);
+        } else {
+            out.push_str(piece);
+        }
+        fits
+    };
+    for piece in pieces(text) {
+        let whole = match piece {
+            Piece::Text(t) => take(t, false, &mut out),
+            Piece::Var(name) => match Var::classify(name).ok().and_then(&mut *resolve) {
+                Some(Value::String(v)) => take(&v, true, &mut out),
+                Some(Value::Null) | None => true,
+                Some(other) => take(&other.to_string(), true, &mut out),
+            },
+        };
+        if !whole {
+            return RenderedText {
+                text: out,
+                cut: true,
+            };
+        }
+    }
+    RenderedText {
+        text: out,
+        cut: false,
+    }
+}
+
+fn check_string(s: &str, path: &str, secrets: &mut BTreeSet<String>) -> Result<(), Invalid> {
+    for piece in pieces(s) {
+        if let Piece::Var(name) = piece {
+            match Var::classify(name).map_err(|m| Invalid::new(path, m))? {
+                Var::Secret(n) => {
+                    secrets.insert(n.to_string());
+                }
+                Var::Event(_) | Var::Metadata(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A rendering stopped because the payload would have grown past its limit: references can
@@ -391,6 +477,45 @@ mod tests {
     fn unicode_around_references_is_kept() {
         let out = render_with(json!("ünï ${event_type} 日本 ${event_type}"));
         assert_eq!(out, json!("ünï ADD_ARTIFACT_ALIAS 日本 ADD_ARTIFACT_ALIAS"));
+    }
+
+    #[test]
+    fn text_templates_escape_only_the_values_and_stop_at_their_limit() {
+        let brackets = |v: &str, out: &mut String| {
+            out.push('[');
+            out.push_str(v);
+            out.push(']');
+        };
+        let out = render_text(
+            "*${event_type}* by ${event_author}: ${metric_value} ${tag}${artifact_metadata.params}",
+            usize::MAX,
+            &mut vars,
+            &brackets,
+        );
+        assert_eq!(
+            out.text,
+            "*[ADD_ARTIFACT_ALIAS]* by [ali\"ce\\ ${TOKEN} }{ \u{1F600}\n]: [0.25] [{\"layers\":50}]"
+        );
+        assert!(!out.cut);
+        // A value repeated past the limit stops the rendering at a character boundary.
+        let mut large = |_: Var<'_>| Some(json!("é".repeat(10_000)));
+        let out = render_text("a ${alias}${alias}", 101, &mut large, &|v, o| o.push_str(v));
+        assert!(out.cut);
+        assert_eq!(out.text.len(), 100);
+        assert!(out.text.starts_with("a éé"));
+        assert_eq!(
+            check_text("${run_name} ${GH_TOKEN}")
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            vec!["GH_TOKEN"]
+        );
+        assert!(
+            check_text("${run_nmae}")
+                .unwrap_err()
+                .message
+                .contains("run_nmae")
+        );
     }
 
     #[test]

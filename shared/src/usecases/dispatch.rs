@@ -1,23 +1,23 @@
-//! Dispatch: render the payload, resolve secrets, sign, deliver through the guarded client,
-//! record the attempt, and either finish the execution or schedule the next attempt.
+//! Dispatch: build the action's request (secrets resolved here, the rest in
+//! [`crate::actions`]), deliver it through the guarded client, record the attempt and what
+//! the answer meant, and either finish the execution or schedule the next attempt.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::evaluate::lookup;
 use super::{ActionMessage, Engine, Result};
-use crate::delivery::retry::{Verdict, classify};
-use crate::delivery::signing::{
-    standard_webhooks_key, standard_webhooks_signature, wandb_signature,
-};
+use crate::actions::{self, Action, Built, Context, Reading};
+use crate::delivery::retry::Verdict;
 use crate::domain::event::format_time;
 use crate::domain::execution::{Attempt, Execution, ExecutionResult, ExecutionStatus};
 use crate::domain::integration::Integration;
-use crate::domain::limits::{MAX_RENDERED_PAYLOAD_BYTES, truncate};
-use crate::domain::template::{self, Var};
-use crate::ports::{Outbound, Response, SecretValue, StoreError};
+use crate::domain::limits::{MAX_RECORDED_PAYLOAD_BYTES, json_len, truncate};
+use crate::ports::{Response, SecretValue, StoreError};
+
+pub use crate::actions::webhook::check_header_value;
+pub use crate::actions::{BODY_WITHHELD, KeptBody, kept_body};
 
 /// How long a claim on an attempt lasts: longer than one attempt can take.
 pub const CLAIM: Duration = Duration::from_secs(60);
@@ -41,48 +41,10 @@ pub const RECORDED_ERROR_BYTES: usize = 512;
 /// stays within what every store can hold.
 pub const MAX_ATTEMPTS: usize = 100;
 
-/// Why a response body is not kept.
-pub const BODY_WITHHELD: &str =
-    "not kept: the request carried team secrets, and a receiver may echo them back in any encoding";
-
-/// A request built for an integration.
+/// A request built for an execution, with the action that reads its answer.
 pub struct Prepared {
-    pub request: Outbound,
-    /// Whether a secret's value is in the request (a token header, a secret in the body).
-    ///
-    /// The response to such a request is never kept or shown. Redacting the values from
-    /// it cannot be made safe: a receiver may echo them JSON-escaped, `\u`-escaped,
-    /// URL-encoded, base64'd or re-decoded as Latin-1, and redacting whatever matches a
-    /// secret tells the reader of the record which value they planted (an alias, say)
-    /// equals it. Keeping nothing of what comes back depends on no secret at all. A
-    /// signing secret is never sent, only the signatures made with it.
-    pub carries_secrets: bool,
-}
-
-/// What is kept of a response body: nothing when no response came, nothing (saying why)
-/// when the request carried secrets (see [`Prepared::carries_secrets`]), else its first
-/// `max` bytes.
-pub fn kept_body(carries_secrets: bool, response: &Response, max: usize) -> KeptBody {
-    match (response.status, carries_secrets) {
-        (None, _) => KeptBody {
-            body: None,
-            withheld: None,
-        },
-        (Some(_), true) => KeptBody {
-            body: None,
-            withheld: Some(BODY_WITHHELD.to_string()),
-        },
-        (Some(_), false) => KeptBody {
-            body: Some(truncate(&response.body, max).to_string()),
-            withheld: None,
-        },
-    }
-}
-
-/// A response body as an execution record or a test answer keeps it.
-pub struct KeptBody {
-    pub body: Option<String>,
-    pub withheld: Option<String>,
+    pub action: &'static dyn Action,
+    pub built: Built,
 }
 
 /// Delivers the execution an action message names.
@@ -106,10 +68,10 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         Ok(integration) => integration,
         Err(reason) => return finish_without_attempt(engine, execution, reason).await,
     };
-    execution.action.url = Some(integration.url.clone());
     let prepared = match prepare(
         engine,
         &integration,
+        &execution.action.kind,
         &execution.template,
         &execution.vars,
         &execution.id,
@@ -119,17 +81,23 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         Ok(p) => p,
         Err(reason) => return finish_without_attempt(engine, execution, reason).await,
     };
+    record_request(&mut execution, &prepared.built);
     let started = engine.clock.now();
-    let carries_secrets = prepared.carries_secrets;
-    let response = engine.sender.send(prepared.request).await;
+    let response = engine.sender.send(prepared.built.request).await;
+    let reading = prepared.action.read(
+        &integration,
+        &response,
+        prepared.built.carries_secrets,
+        RECORDED_BODY_BYTES,
+    );
     let outcome = conclude(
         engine,
         &mut execution,
         Sent {
             started,
             now_ms,
-            carries_secrets,
             response: &response,
+            reading,
         },
         integration,
     )
@@ -202,12 +170,24 @@ async fn usable_integration(
     })
 }
 
-/// One attempt as it went out and came back.
+/// The request as the record shows it: its URL (masked when it is a secret) and, when
+/// the execution shows none yet (a notification's is rendered here), its body.
+fn record_request(execution: &mut Execution, built: &Built) {
+    execution.action.url = Some(built.shown.url.clone());
+    if execution.action.payload.is_none()
+        && execution.action.payload_omitted.is_none()
+        && json_len(&built.shown.body) <= MAX_RECORDED_PAYLOAD_BYTES
+    {
+        execution.action.payload = Some(built.shown.body.clone());
+    }
+}
+
+/// One attempt as it went out and came back, and what the answer meant.
 struct Sent<'a> {
     started: time::OffsetDateTime,
     now_ms: i64,
-    carries_secrets: bool,
     response: &'a Response,
+    reading: Reading,
 }
 
 /// Records the attempt and what it means: finished, failed, or the next attempt scheduled.
@@ -228,13 +208,10 @@ async fn conclude(
         status_code: response.status,
         error: error.clone(),
         duration_ms: response.duration.as_millis() as u64,
+        outcome: Some(sent.reading.outcome().to_string()),
     });
-    let verdict = if response.refused {
-        Verdict::Fail(error.clone().unwrap_or_default())
-    } else {
-        classify(response.status)
-    };
-    let outcome = match verdict {
+    let mut error = error;
+    let outcome = match sent.reading.verdict {
         Verdict::Delivered => {
             execution.status = ExecutionStatus::Finished;
             Outcome::Done
@@ -257,21 +234,29 @@ async fn conclude(
                 }
             }
         }
-        Verdict::Gone => {
-            disable(engine, integration).await?;
+        Verdict::Disable(reason) => {
+            let reason = truncate(&reason, RECORDED_ERROR_BYTES).to_string();
+            disable(engine, integration, &reason).await?;
             execution.status = ExecutionStatus::Failed;
+            let said = format!("{reason}; the integration is disabled");
+            if let Some(attempt) = execution.attempts.last_mut() {
+                attempt.error.get_or_insert(said.clone());
+            }
+            error.get_or_insert(said);
             Outcome::Done
         }
         Verdict::Fail(reason) => {
             execution.status = ExecutionStatus::Failed;
+            let reason = truncate(&reason, RECORDED_ERROR_BYTES).to_string();
             if let Some(attempt) = execution.attempts.last_mut() {
-                attempt.error.get_or_insert(reason);
+                attempt.error.get_or_insert(reason.clone());
             }
+            error.get_or_insert(reason);
             Outcome::Done
         }
     };
     if execution.status != ExecutionStatus::Pending {
-        let kept = kept_body(sent.carries_secrets, response, RECORDED_BODY_BYTES);
+        let kept = sent.reading.body;
         execution.next_attempt_at_ms = None;
         execution.result = Some(ExecutionResult {
             status_code: response.status,
@@ -291,23 +276,25 @@ fn log_attempt(execution: &Execution, response: &Response) {
         status_code = response.status,
         duration_ms = response.duration.as_millis() as u64,
         outcome = execution.status.as_str(),
-        "webhook attempt"
+        action = %execution.action.kind,
+        "delivery attempt"
     );
 }
 
-/// Renders, signs and addresses the request of a webhook integration.
+/// Builds the request of an execution's action through `integration`: the secrets it
+/// needs are read here, the rest is the action's ([`crate::actions`]). Delivery, the
+/// integration test and the preview all build their requests with it.
 pub async fn prepare(
     engine: &Engine,
     integration: &Integration,
+    kind: &str,
     template: &Value,
     vars: &serde_json::Map<String, Value>,
     message_id: &str,
 ) -> Result<Prepared, String> {
-    let in_payload = template::check(template).map_err(|e| e.to_string())?;
-    let mut needed: Vec<String> = in_payload.iter().cloned().collect();
-    needed.extend(integration.secrets().map(String::from));
+    let action = actions::of(kind, integration)?;
     let mut secrets = BTreeMap::new();
-    for name in needed {
+    for name in action.secrets(integration, template)? {
         if secrets.contains_key(&name) {
             continue;
         }
@@ -324,44 +311,15 @@ pub async fn prepare(
             Err(e) => return Err(format!("secret {name} could not be read: {e}")),
         }
     }
-    let payload = template::render(template, MAX_RENDERED_PAYLOAD_BYTES, &mut |var| match var {
-        Var::Secret(name) => secrets.get(name).cloned().map(Value::String),
-        other => lookup(vars, other),
-    })
-    .map_err(|e| e.to_string())?;
-    let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
-    let mut sent_secrets = !in_payload.is_empty();
-    if let Some(name) = &integration.access_token_secret
-        && let Some(token) = secrets.get(name)
-    {
-        check_header_value(name, token)?;
-        headers.push(("authorization".into(), format!("Bearer {token}")));
-        sent_secrets = true;
-    }
-    let timestamp = engine.clock.now().unix_timestamp();
-    headers.push(("webhook-id".into(), message_id.to_string()));
-    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
-    if let Some(secret) = integration
-        .signing_secret
-        .as_ref()
-        .and_then(|n| secrets.get(n))
-    {
-        headers.push(("x-wandb-signature".into(), wandb_signature(secret, &body)));
-        let key = standard_webhooks_key(secret);
-        headers.push((
-            "webhook-signature".into(),
-            standard_webhooks_signature(&key, message_id, timestamp, &body),
-        ));
-    }
-    Ok(Prepared {
-        request: Outbound {
-            url: integration.url.clone(),
-            headers,
-            body,
-        },
-        carries_secrets: sent_secrets,
-    })
+    let built = action.build(&Context {
+        integration,
+        template,
+        vars,
+        secrets: &secrets,
+        message_id,
+        timestamp: engine.clock.now().unix_timestamp(),
+    })?;
+    Ok(Prepared { action, built })
 }
 
 async fn finish_without_attempt(
@@ -384,18 +342,19 @@ async fn finish_without_attempt(
     }
 }
 
-/// Disables the integration after a 410, unless it was changed to another URL meanwhile
-/// (the read is fresh: a delivery can take seconds, and a user may have edited it).
-async fn disable(engine: &Engine, sent: Integration) -> Result<()> {
+/// Disables the integration after its destination said it is gone, unless it was changed
+/// to another destination meanwhile (the read is fresh: a delivery can take seconds, and a
+/// user may have edited it).
+async fn disable(engine: &Engine, sent: Integration, reason: &str) -> Result<()> {
     let Some(mut integration) = engine.store.get_integration(&sent.team, &sent.id).await? else {
         return Ok(());
     };
-    if integration.url != sent.url {
+    if integration.destination != sent.destination {
         return Ok(());
     }
-    tracing::warn!(integration = %integration.id, "receiver answered 410 Gone; integration disabled");
+    tracing::warn!(integration = %integration.id, reason, "destination is gone; integration disabled");
     integration.enabled = false;
-    integration.disabled_reason = Some("the receiver answered 410 Gone".into());
+    integration.disabled_reason = Some(reason.to_string());
     integration.updated_at = format_time(engine.clock.now());
     engine.store.put_integration(&integration, false).await?;
     Ok(())
@@ -403,30 +362,4 @@ async fn disable(engine: &Engine, sent: Integration) -> Result<()> {
 
 fn millis(engine: &Engine) -> i64 {
     (engine.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// A token goes into a header: a line break or another control character there can never
-/// be sent, so it fails the execution at once, naming the secret (never its value).
-pub fn check_header_value(secret: &str, value: &str) -> Result<(), String> {
-    if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
-        return Err(format!(
-            "secret {secret} holds a line break or another control character, which an HTTP header cannot carry; set it again without one"
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_with_control_characters_are_refused_by_name() {
-        for bad in ["ghp_x\r\nX-Injected: 1", "tok\n", "a\u{0}b", "del\u{7f}"] {
-            let err = check_header_value("GH_TOKEN", bad).unwrap_err();
-            assert!(err.contains("GH_TOKEN"), "{err}");
-            assert!(!err.contains(bad), "the value is never named: {err}");
-        }
-        check_header_value("GH_TOKEN", "ghp_abc def\tok é").unwrap();
-    }
 }

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::access::record;
-use super::dispatch::{MAX_ATTEMPTS, check_header_value, kept_body, prepare};
+use super::dispatch::{MAX_ATTEMPTS, check_header_value, prepare};
 use super::{ActionMessage, Engine, Error, Result};
 use crate::delivery::client::MAX_RESPONSE_BYTES;
 use crate::domain::access::{Actor, Target};
@@ -11,7 +11,7 @@ use crate::domain::automation::{Automation, AutomationInput};
 use crate::domain::event::format_time;
 use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::ids::new_id;
-use crate::domain::integration::{Integration, IntegrationInput};
+use crate::domain::integration::{Destination, Integration, IntegrationInput, ValidIntegration};
 use crate::domain::limits::{MAX_TEMPLATE_BYTES, check_json};
 use crate::domain::template::is_secret_name;
 use crate::domain::{Invalid, from_json};
@@ -152,16 +152,34 @@ async fn audit_integration(
     record(engine, actor, &integration.team, action, target).await;
 }
 
-async fn check_references(engine: &Engine, team: &str, input: &AutomationInput) -> Result<()> {
+/// Validates an automation and checks what it refers to: its integration exists and can
+/// carry its action, its secrets exist.
+pub async fn check_references(engine: &Engine, team: &str, input: &AutomationInput) -> Result<()> {
     let refs = input.validate()?;
-    if let Some(id) = &refs.integration
-        && engine.store.get_integration(team, id).await?.is_none()
-    {
-        return Err(Invalid::new(
-            "action.integration",
-            format!("integration {id} does not exist in team {team}"),
-        )
-        .into());
+    if let Some(id) = &refs.integration {
+        let Some(integration) = engine.store.get_integration(team, id).await? else {
+            return Err(Invalid::new(
+                "action.integration",
+                format!("integration {id} does not exist in team {team}"),
+            )
+            .into());
+        };
+        let kind = integration.destination.kind();
+        if refs.notifies != integration.destination.takes_notifications() {
+            let wanted = if refs.notifies {
+                "a notification goes to a slack or teams integration"
+            } else {
+                "a webhook action delivers through a webhook integration"
+            };
+            return Err(Invalid::new(
+                "action.integration",
+                format!(
+                    "integration {} is a {kind} integration; {wanted}",
+                    integration.name
+                ),
+            )
+            .into());
+        }
     }
     for name in &refs.secrets {
         if engine.secrets.get_secret(team, name).await?.is_none() {
@@ -184,20 +202,18 @@ pub async fn create_integration(
     input: IntegrationInput,
 ) -> Result<Integration> {
     let at = now(engine);
+    let valid = input.validate(&engine.settings.guard)?;
     let mut integration = Integration {
         id: new_id(),
         team: team.to_string(),
-        kind: crate::domain::integration::IntegrationKind::Webhook,
-        name: String::new(),
-        url: String::new(),
-        access_token_secret: None,
-        signing_secret: None,
+        name: valid.name.clone(),
+        destination: valid.destination.clone(),
         enabled: true,
         disabled_reason: None,
         created_at: at.clone(),
         updated_at: at,
     };
-    apply_integration(engine, &mut integration, input).await?;
+    apply_integration(engine, &mut integration, valid).await?;
     engine.store.put_integration(&integration, true).await?;
     audit_integration(engine, actor, &integration, "integration.create").await;
     Ok(integration)
@@ -212,7 +228,19 @@ pub async fn replace_integration(
     input: IntegrationInput,
 ) -> Result<Integration> {
     let mut integration = get_integration(engine, team, id).await?;
-    apply_integration(engine, &mut integration, input).await?;
+    let valid = input.validate(&engine.settings.guard)?;
+    if valid.destination.kind() != integration.destination.kind() {
+        return Err(Invalid::new(
+            "type",
+            format!(
+                "integration {} is a {} integration; a type cannot change: create a new integration",
+                integration.name,
+                integration.destination.kind()
+            ),
+        )
+        .into());
+    }
+    apply_integration(engine, &mut integration, valid).await?;
     integration.updated_at = now(engine);
     engine.store.put_integration(&integration, false).await?;
     audit_integration(engine, actor, &integration, "integration.update").await;
@@ -222,36 +250,73 @@ pub async fn replace_integration(
 async fn apply_integration(
     engine: &Engine,
     integration: &mut Integration,
-    input: IntegrationInput,
+    valid: ValidIntegration,
 ) -> Result<()> {
-    let valid = input.validate(&engine.settings.guard)?;
-    for (field, secret) in [
-        ("access_token_secret", &valid.access_token_secret),
-        ("signing_secret", &valid.signing_secret),
-    ] {
-        let Some(name) = secret else { continue };
-        let Some(value) = engine.secrets.get_secret(&integration.team, name).await? else {
-            return Err(Invalid::new(
-                field,
-                format!("secret {name} does not exist; create it first"),
-            )
-            .into());
-        };
-        // A token travels in a header; one that cannot is refused now rather than at delivery.
-        if field == "access_token_secret" {
-            check_header_value(name, &value.0).map_err(|m| Invalid::new(field, m))?;
+    let team = integration.team.clone();
+    let read = |field: &'static str, name: String| {
+        let team = team.clone();
+        async move {
+            match engine.secrets.get_secret(&team, &name).await? {
+                Some(value) => Ok::<_, Error>(value),
+                None => Err(Invalid::new(
+                    field,
+                    format!("secret {name} does not exist; create it first with PUT /v1/teams/{team}/secrets/{name}"),
+                )
+                .into()),
+            }
+        }
+    };
+    match &valid.destination {
+        Destination::Webhook {
+            access_token_secret,
+            signing_secret,
+            ..
+        } => {
+            if let Some(name) = access_token_secret {
+                let value = read("access_token_secret", name.clone()).await?;
+                // A token travels in a header; one that cannot is refused now rather than
+                // at delivery.
+                check_header_value(name, &value.0)
+                    .map_err(|m| Invalid::new("access_token_secret", m))?;
+            }
+            if let Some(name) = signing_secret {
+                read("signing_secret", name.clone()).await?;
+            }
+        }
+        Destination::Slack {
+            webhook_url_secret, ..
+        }
+        | Destination::Teams { webhook_url_secret } => {
+            let value = read("webhook_url_secret", webhook_url_secret.clone()).await?;
+            check_secret_url(engine, webhook_url_secret, &value.0)?;
         }
     }
-    integration.kind = valid.kind;
     integration.name = valid.name;
-    integration.url = valid.url;
-    integration.access_token_secret = valid.access_token_secret;
-    integration.signing_secret = valid.signing_secret;
+    integration.destination = valid.destination;
     if valid.enabled {
         integration.disabled_reason = None;
     }
     integration.enabled = valid.enabled;
     Ok(())
+}
+
+/// The URL a Slack or Teams secret holds passes the outbound guard; the error says why not
+/// without naming any part of it (the URL is the credential).
+fn check_secret_url(engine: &Engine, name: &str, url: &str) -> Result<(), Invalid> {
+    engine
+        .settings
+        .guard
+        .check_url(url.trim())
+        .map(|_| ())
+        .map_err(|e| {
+            Invalid::new(
+                "webhook_url_secret",
+                format!(
+                    "secret {name} does not hold a URL the outbound guard accepts: {}; set it to the webhook URL the destination gave you",
+                    e.without_values()
+                ),
+            )
+        })
 }
 
 pub async fn get_integration(engine: &Engine, team: &str, id: &str) -> Result<Integration> {
@@ -296,7 +361,9 @@ pub async fn delete_integration(
     Ok(())
 }
 
-/// Sends one real request through an integration and reports what came back.
+/// Sends one real request through an integration and reports what came back: the
+/// payload given (or a small test one) to a webhook, a short confirmation message to a
+/// Slack or Teams channel.
 pub async fn test_integration(
     engine: &Engine,
     actor: &Actor,
@@ -305,17 +372,34 @@ pub async fn test_integration(
     payload: Option<Value>,
 ) -> Result<Value> {
     let integration = get_integration(engine, team, id).await?;
-    let template = payload
-        .unwrap_or_else(|| json!({"event_type": "TEST", "message": "a test from automations"}));
-    check_json("payload", &template, MAX_TEMPLATE_BYTES)?;
-    crate::domain::template::check(&template).map_err(|e| e.within("payload"))?;
+    let (kind, template, vars) = if integration.destination.takes_notifications() {
+        if payload.is_some() {
+            return Err(Invalid::new(
+                "payload",
+                format!(
+                    "a {} integration's test posts a confirmation message and takes no payload",
+                    integration.destination.kind()
+                ),
+            )
+            .into());
+        }
+        let (template, vars) = crate::actions::notification::test_template(team);
+        ("notification", template, vars)
+    } else {
+        let template = payload
+            .unwrap_or_else(|| json!({"event_type": "TEST", "message": "a test from automations"}));
+        check_json("payload", &template, MAX_TEMPLATE_BYTES)?;
+        crate::domain::template::check(&template).map_err(|e| e.within("payload"))?;
+        let mut vars = Map::new();
+        vars.insert("entity_name".into(), Value::String(team.to_string()));
+        vars.insert("event_type".into(), Value::String("TEST".into()));
+        ("webhook", template, vars)
+    };
     audit_integration(engine, actor, &integration, "integration.test").await;
-    let mut vars = Map::new();
-    vars.insert("entity_name".into(), Value::String(team.to_string()));
-    vars.insert("event_type".into(), Value::String("TEST".into()));
     let prepared = match prepare(
         engine,
         &integration,
+        kind,
         &template,
         &vars,
         &format!("test_{}", new_id()),
@@ -327,13 +411,17 @@ pub async fn test_integration(
             return Ok(json!({"ok": false, "status": null, "body": null, "error": reason}));
         }
     };
-    let carries_secrets = prepared.carries_secrets;
-    let response = engine.sender.send(prepared.request).await;
-    let ok = response.status.is_some_and(|s| (200..300).contains(&s));
-    let kept = kept_body(carries_secrets, &response, MAX_RESPONSE_BYTES);
-    let mut answer =
-        json!({"ok": ok, "status": response.status, "body": kept.body, "error": response.error});
-    if let Some(reason) = kept.withheld {
+    let carries_secrets = prepared.built.carries_secrets;
+    let response = engine.sender.send(prepared.built.request).await;
+    let reading =
+        prepared
+            .action
+            .read(&integration, &response, carries_secrets, MAX_RESPONSE_BYTES);
+    let ok = response.status.is_some_and(|s| (200..300).contains(&s))
+        && reading.verdict == crate::delivery::retry::Verdict::Delivered;
+    let mut answer = json!({"ok": ok, "status": response.status, "body": reading.body.body,
+        "error": response.error, "outcome": reading.outcome()});
+    if let Some(reason) = reading.body.withheld {
         answer["body_withheld"] = Value::String(reason);
     }
     Ok(answer)
@@ -373,7 +461,7 @@ pub async fn delete_secret(engine: &Engine, actor: &Actor, team: &str, name: &st
         .await?
         .into_items(team)
         .into_iter()
-        .filter(|i| i.secrets().any(|s| s == name))
+        .filter(|i| i.secrets().contains(&name))
         .map(|i| format!("integration {}", i.name))
         .collect();
     users.extend(
@@ -433,7 +521,7 @@ pub async fn retry_execution(
             execution.attempts.len()
         )));
     }
-    if execution.action.kind != "webhook" {
+    if !matches!(execution.action.kind.as_str(), "webhook" | "notification") {
         return Err(Error::Conflict(format!(
             "execution {id} has a {} action; there is nothing to send",
             execution.action.kind

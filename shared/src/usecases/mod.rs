@@ -5,6 +5,7 @@ pub mod dispatch;
 pub mod evaluate;
 pub mod ingest;
 pub mod manage;
+pub mod preview;
 
 use std::sync::Arc;
 

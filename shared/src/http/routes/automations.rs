@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use super::{AppState, Caller, created, listed, team};
 use crate::domain::automation::{Automation, AutomationInput};
 use crate::http::extract::{ApiPath, ApiResult, JsonBody, object, parse};
-use crate::usecases::manage;
+use crate::usecases::{manage, preview as dry_run};
 
 pub async fn create(
     State(s): State<AppState>,
@@ -74,4 +74,16 @@ pub async fn delete(
     team(&s, &t).await?;
     manage::delete_automation(&s.engine, &caller.actor(), &t, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST …/automations/preview`: would it fire on this event, and what would it send.
+/// Nothing is sent or stored.
+pub async fn preview(
+    State(s): State<AppState>,
+    ApiPath(t): ApiPath<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult {
+    team(&s, &t).await?;
+    let request: dry_run::PreviewRequest = parse(body)?;
+    Ok(Json(dry_run::preview(&s.engine, &t, request).await?).into_response())
 }

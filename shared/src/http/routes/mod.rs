@@ -132,6 +132,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             post(automations::create),
         ),
         route(
+            Method::POST,
+            "/v1/teams/{team}/automations/preview",
+            Some(Admin),
+            post(automations::preview),
+        ),
+        route(
             Method::GET,
             "/v1/teams/{team}/automations/{id}",
             Some(Read),

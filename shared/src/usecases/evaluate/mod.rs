@@ -335,6 +335,19 @@ fn execution_with(
             };
             (ExecutionStatus::Pending, template, record)
         }
+        "notification" => {
+            let scope = format!("{} {}", event.scope.as_str(), event.scope_name);
+            let template = crate::actions::notification::template(action, &scope);
+            // The body is rendered at delivery, for the integration's destination.
+            let record = ActionRecord {
+                kind: "notification".into(),
+                integration: action.integration.clone(),
+                url: None,
+                payload: None,
+                payload_omitted: None,
+            };
+            (ExecutionStatus::Pending, template, record)
+        }
         kind => {
             let record = ActionRecord {
                 kind: kind.to_string(),
@@ -405,14 +418,4 @@ pub fn variables(event: &Event, automation_name: &str, execution_id: &str) -> Ma
     vars
 }
 
-/// Looks an event variable up in `vars`; secrets are not in there.
-pub fn lookup(vars: &Map<String, Value>, var: Var<'_>) -> Option<Value> {
-    match var {
-        Var::Event(name) => vars.get(name).cloned(),
-        Var::Metadata(key) => vars
-            .get("artifact_metadata")
-            .and_then(|m| m.get(key))
-            .cloned(),
-        Var::Secret(_) => None,
-    }
-}
+pub use crate::domain::template::lookup;
