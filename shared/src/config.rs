@@ -7,6 +7,17 @@ use crate::delivery::retry::RetrySchedule;
 use crate::domain::access::RateLimit;
 use crate::usecases::Settings;
 
+/// Log directives every runtime adds after `RUST_LOG`'s: the HTTP client's libraries log
+/// the host and address of each connection at debug level, and a Slack or Teams URL is a
+/// team secret, host included. Whatever `RUST_LOG` asks, they log at info at most.
+pub const QUIET_LOG_DIRECTIVES: [&str; 5] = [
+    "reqwest=info",
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+    "rustls=info",
+];
+
 /// Reads `AUTOMATIONS_RETRY_SCHEDULE`, `AUTOMATIONS_ALLOW_NETWORKS`, `AUTOMATIONS_INGEST_RATE`
 /// and `AUTOMATIONS_INGEST_BURST`; errors name the variable.
 pub fn settings_from_env() -> Result<Settings, String> {

@@ -220,8 +220,14 @@ pub fn init_logs() {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            crate::config::QUIET_LOG_DIRECTIVES.iter().fold(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                |filter, directive| match directive.parse() {
+                    Ok(directive) => filter.add_directive(directive),
+                    Err(_) => filter,
+                },
+            ),
         )
         .with_current_span(true)
         .without_time()

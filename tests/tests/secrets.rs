@@ -552,6 +552,18 @@ async fn no_secret_value_or_api_key_shows_in_any_answer_record_trail_log_or_file
             .enumerate()
             .map(|(i, key)| (format!("API key {i}"), key.clone())),
     );
+    // (the HTTP client's libraries, which log every connection's host and address at
+    // debug, log nothing here: a Slack URL's host is part of the secret)
+    // (without the caps of shared::config::QUIET_LOG_DIRECTIVES, hyper_util's lines show here)
+    let log = std::fs::read_to_string(server.log_path()).unwrap();
+    for quiet in [
+        "hyper_util",
+        "reqwest::connect",
+        "starting new connection",
+        "connecting to",
+    ] {
+        assert!(!log.contains(quiet), "the log has {quiet:?}");
+    }
     for (what, value) in &needles {
         for form in encodings(value.as_bytes()) {
             for (surface, bytes) in &surfaces {

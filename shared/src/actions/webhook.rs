@@ -11,7 +11,7 @@ use crate::delivery::signing::{
     standard_webhooks_key, standard_webhooks_signature, wandb_signature,
 };
 use crate::domain::integration::{Destination, Integration};
-use crate::domain::limits::{MAX_RECORDED_PAYLOAD_BYTES, MAX_RENDERED_PAYLOAD_BYTES};
+use crate::domain::limits::{MAX_RENDERED_PAYLOAD_BYTES, MAX_SECRET_JSON_BYTES};
 use crate::domain::template::{self, Var, lookup};
 use crate::ports::{Outbound, Response};
 
@@ -61,31 +61,35 @@ impl Action for Webhook {
     fn build(&self, cx: &Context<'_>) -> Result<Built, String> {
         let settings = settings(cx.integration)?;
         let in_payload = template::check(cx.template).map_err(|e| e.to_string())?;
-        let payload = template::render(
-            cx.template,
-            MAX_RENDERED_PAYLOAD_BYTES,
-            &mut |var| match var {
-                Var::Secret(name) => cx.secrets.get(name).cloned().map(Value::String),
-                other => lookup(cx.vars, other),
-            },
-        )
-        .map_err(|e| e.to_string())?;
-        let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
-        // The body as shown: the same rendering with every secret masked (or the payload
-        // itself, when it uses none).
-        let shown_body = if in_payload.is_empty() {
-            payload
-        } else {
-            template::render(
-                cx.template,
-                MAX_RECORDED_PAYLOAD_BYTES,
-                &mut |var| match var {
-                    Var::Secret(_) => Some(Value::String(MASK.into())),
-                    other => lookup(cx.vars, other),
-                },
-            )
-            .unwrap_or_else(|e| Value::String(format!("not shown: {e}")))
+        let mut real = |var: Var<'_>| match var {
+            Var::Secret(name) => cx.secrets.get(name).cloned().map(Value::String),
+            other => lookup(cx.vars, other),
         };
+        // With secrets in the payload, whether it is too large is decided on the masked
+        // rendering, so that the answer depends on no secret's length (a caller could
+        // otherwise learn one by padding a payload up to the limit); the real rendering
+        // then has room for every reference at a secret's largest.
+        let masked = if in_payload.is_empty() {
+            None
+        } else {
+            let masked =
+                template::render(
+                    cx.template,
+                    MAX_RENDERED_PAYLOAD_BYTES,
+                    &mut |var| match var {
+                        Var::Secret(_) => Some(Value::String(MASK.into())),
+                        other => lookup(cx.vars, other),
+                    },
+                )
+                .map_err(|e| e.to_string())?;
+            Some(masked)
+        };
+        let room = MAX_RENDERED_PAYLOAD_BYTES
+            + template::secret_references(cx.template) * MAX_SECRET_JSON_BYTES;
+        let payload = template::render(cx.template, room, &mut real).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
+        // The body as shown: the masked rendering, or the payload itself when it uses none.
+        let shown_body = masked.unwrap_or(payload);
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         let mut shown_headers =
             BTreeMap::from([("content-type".to_string(), "application/json".to_string())]);
@@ -179,6 +183,52 @@ mod tests {
             assert!(!err.contains(bad), "the value is never named: {err}");
         }
         check_header_value("GH_TOKEN", "ghp_abc def\tok é").unwrap();
+    }
+
+    fn integration() -> Integration {
+        Integration {
+            id: "i".into(),
+            team: "acme".into(),
+            name: "ci".into(),
+            destination: Destination::Webhook {
+                url: "https://ci.example.com/hook".into(),
+                access_token_secret: None,
+                signing_secret: None,
+            },
+            enabled: true,
+            disabled_reason: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn whether_a_payload_is_too_large_depends_on_no_secret_s_length() {
+        let integration = integration();
+        let template = json!({"pad": "${alias}", "t": "${TOKEN}", "again": "${TOKEN}"});
+        let build = |pad: usize, token: &str| {
+            let mut vars = Map::new();
+            vars.insert("alias".into(), json!("x".repeat(pad)));
+            let secrets = BTreeMap::from([("TOKEN".to_string(), token.to_string())]);
+            Webhook
+                .build(&Context {
+                    integration: &integration,
+                    template: &template,
+                    vars: &vars,
+                    secrets: &secrets,
+                    message_id: "ex",
+                    timestamp: 0,
+                })
+                .is_ok()
+        };
+        let longest = "\u{1}".repeat(crate::domain::limits::MAX_SECRET_BYTES);
+        // Just under the limit as masked, just over it: the same answer for a one-byte
+        // secret and for the longest one.
+        let fits = MAX_RENDERED_PAYLOAD_BYTES - 40;
+        for (pad, expected) in [(fits, true), (fits + 100, false)] {
+            assert_eq!(build(pad, "a"), expected, "{pad}");
+            assert_eq!(build(pad, &longest), expected, "{pad}");
+        }
     }
 
     #[test]

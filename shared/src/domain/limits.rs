@@ -37,6 +37,11 @@ pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 /// Largest payload an execution record shows; a larger one is recorded as omitted.
 pub const MAX_RECORDED_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Largest secret value.
+pub const MAX_SECRET_BYTES: usize = 16 * 1024;
+/// The most a secret's value takes in a rendered payload: its bytes JSON-escaped (at most
+/// six each, `\u0000`) and its quotes.
+pub const MAX_SECRET_JSON_BYTES: usize = 6 * MAX_SECRET_BYTES + 2;
 /// Largest payload a delivery sends, as rendered: references can repeat a large value, so
 /// rendering stops here (the execution fails, saying so) instead of building it whole.
 pub const MAX_RENDERED_PAYLOAD_BYTES: usize = 1024 * 1024;

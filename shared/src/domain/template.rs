@@ -237,6 +237,29 @@ pub fn render_text(
     }
 }
 
+/// How many references to team secrets a checked template holds (each counted as often as
+/// it appears).
+pub fn secret_references(payload: &Value) -> usize {
+    let mut count = 0;
+    let mut stack = vec![payload];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) => {
+                count += pieces(s)
+                    .iter()
+                    .filter(|p| {
+                        matches!(p, Piece::Var(name) if matches!(Var::classify(name), Ok(Var::Secret(_))))
+                    })
+                    .count();
+            }
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    count
+}
+
 fn check_string(s: &str, path: &str, secrets: &mut BTreeSet<String>) -> Result<(), Invalid> {
     for piece in pieces(s) {
         if let Piece::Var(name) = piece {

@@ -12,7 +12,7 @@ use crate::actions::{self, Action, Built, Context, Reading};
 use crate::delivery::retry::Verdict;
 use crate::domain::event::format_time;
 use crate::domain::execution::{Attempt, Execution, ExecutionResult, ExecutionStatus};
-use crate::domain::integration::Integration;
+use crate::domain::integration::{Destination, Integration};
 use crate::domain::limits::{MAX_RECORDED_PAYLOAD_BYTES, json_len, truncate};
 use crate::ports::{Response, SecretValue, StoreError};
 
@@ -68,6 +68,11 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
         Ok(integration) => integration,
         Err(reason) => return finish_without_attempt(engine, execution, reason).await,
     };
+    // A webhook's URL is shown even when its request cannot be built; a Slack or Teams URL
+    // is a secret, shown masked once built.
+    if let Destination::Webhook { url, .. } = &integration.destination {
+        execution.action.url = Some(url.clone());
+    }
     let prepared = match prepare(
         engine,
         &integration,
@@ -174,11 +179,15 @@ async fn usable_integration(
 /// the execution shows none yet (a notification's is rendered here), its body.
 fn record_request(execution: &mut Execution, built: &Built) {
     execution.action.url = Some(built.shown.url.clone());
-    if execution.action.payload.is_none()
-        && execution.action.payload_omitted.is_none()
-        && json_len(&built.shown.body) <= MAX_RECORDED_PAYLOAD_BYTES
-    {
-        execution.action.payload = Some(built.shown.body.clone());
+    if execution.action.payload.is_none() && execution.action.payload_omitted.is_none() {
+        let len = json_len(&built.shown.body);
+        if len <= MAX_RECORDED_PAYLOAD_BYTES {
+            execution.action.payload = Some(built.shown.body.clone());
+        } else {
+            execution.action.payload_omitted = Some(format!(
+                "not shown: the body is {len} bytes; a record keeps bodies of up to {MAX_RECORDED_PAYLOAD_BYTES} bytes"
+            ));
+        }
     }
 }
 
@@ -236,7 +245,7 @@ async fn conclude(
         }
         Verdict::Disable(reason) => {
             let reason = truncate(&reason, RECORDED_ERROR_BYTES).to_string();
-            disable(engine, integration, &reason).await?;
+            disable(engine, integration, &reason, sent.started).await?;
             execution.status = ExecutionStatus::Failed;
             let said = format!("{reason}; the integration is disabled");
             if let Some(attempt) = execution.attempts.last_mut() {
@@ -343,13 +352,24 @@ async fn finish_without_attempt(
 }
 
 /// Disables the integration after its destination said it is gone, unless it was changed
-/// to another destination meanwhile (the read is fresh: a delivery can take seconds, and a
-/// user may have edited it).
-async fn disable(engine: &Engine, sent: Integration, reason: &str) -> Result<()> {
+/// since the attempt started (the read is fresh: a delivery can take seconds, and a user
+/// may have fixed and re-enabled it, or pointed it elsewhere, meanwhile).
+async fn disable(
+    engine: &Engine,
+    sent: Integration,
+    reason: &str,
+    started: time::OffsetDateTime,
+) -> Result<()> {
     let Some(mut integration) = engine.store.get_integration(&sent.team, &sent.id).await? else {
         return Ok(());
     };
-    if integration.destination != sent.destination {
+    let changed_since = time::OffsetDateTime::parse(
+        &integration.updated_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .is_ok_and(|updated| updated >= started);
+    if integration.destination != sent.destination || changed_since {
+        tracing::info!(integration = %integration.id, "destination gone, but the integration changed during the attempt; left as it is");
         return Ok(());
     }
     tracing::warn!(integration = %integration.id, reason, "destination is gone; integration disabled");

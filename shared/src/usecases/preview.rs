@@ -111,7 +111,16 @@ pub async fn preview(engine: &Engine, team: &str, request: PreviewRequest) -> Re
         answer["note"] = json!(format!("a {} action sends nothing", spec.action.kind));
         return Ok(answer);
     };
-    let integration = get_integration(engine, team, id).await?;
+    let integration = match get_integration(engine, team, id).await {
+        Ok(integration) => integration,
+        Err(Error::NotFound(_)) => {
+            answer["error"] = json!(format!(
+                "integration {id} no longer exists: a delivery now would fail without an attempt"
+            ));
+            return Ok(answer);
+        }
+        Err(e) => return Err(e),
+    };
     match prepare(
         engine,
         &integration,
@@ -126,14 +135,18 @@ pub async fn preview(engine: &Engine, team: &str, request: PreviewRequest) -> Re
         Err(reason) => answer["error"] = json!(reason),
     }
     if !integration.enabled {
-        answer["error"] = json!(format!(
+        let disabled = format!(
             "integration {} is disabled ({}): a delivery now would fail without an attempt",
             integration.name,
             integration
                 .disabled_reason
                 .as_deref()
                 .unwrap_or("by a user")
-        ));
+        );
+        answer["error"] = match answer["error"].as_str() {
+            Some(build) => json!(format!("{disabled}; and {build}")),
+            None => json!(disabled),
+        };
     }
     Ok(answer)
 }

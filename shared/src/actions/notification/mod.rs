@@ -93,16 +93,17 @@ impl<'a> Notice<'a> {
         template::render_text(text, RENDER_BYTES, &mut |v| lookup(self.vars, v), escape)
     }
 
-    /// A rendered severity: one of [`SEVERITIES`] (in any case), else what it rendered
-    /// to, cut at 32 characters; `INFO` when it renders to nothing.
+    /// A rendered severity: one of [`SEVERITIES`] (in any case, around spaces), else
+    /// `INFO`. Only those three words are ever sent, so a value cannot put anything else
+    /// where the severity goes.
     fn severity_of(&self, template: &str) -> String {
         let rendered = self.render(template, &|v, out| out.push_str(v)).text;
         let rendered = rendered.trim().to_uppercase();
-        match SEVERITIES.iter().find(|s| **s == rendered) {
-            Some(known) => known.to_string(),
-            None if rendered.is_empty() => "INFO".into(),
-            None => cut(&rendered, 32, false),
-        }
+        SEVERITIES
+            .iter()
+            .find(|s| **s == rendered)
+            .unwrap_or(&"INFO")
+            .to_string()
     }
 }
 

@@ -35,10 +35,77 @@ pub const DISABLES: [&str; 7] = [
     "posting_to_general_channel_denied",
 ];
 /// Other answers Slack documents, kept in a record as they came.
-const KNOWN: [&str; 4] = ["ok", "rate_limited", "rollup_error", "user_not_found"];
+const KNOWN: [&str; 6] = [
+    "ok",
+    "rate_limited",
+    "rollup_error",
+    "user_not_found",
+    "invalid_blocks",
+    "invalid_blocks_format",
+];
 
-/// Escapes a value for mrkdwn.
+/// Where `out` ends: inside a `<…>` the template opened (a link such as
+/// `<https://wandb.ai/${project_name}|${project_name}>`), in its URL or in its label, or
+/// outside one. A value's own `<` is always escaped and a date escape is closed, so an open
+/// `<` is the author's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Text,
+    LinkUrl,
+    LinkLabel,
+}
+
+fn place(out: &str) -> Place {
+    match out.rfind('<') {
+        Some(open) if !out[open..].contains('>') => {
+            if out[open..].contains('|') {
+                Place::LinkLabel
+            } else {
+                Place::LinkUrl
+            }
+        }
+        _ => Place::Text,
+    }
+}
+
+/// A value inside a link's URL: percent-encoded, every byte but the unreserved ones, so
+/// that it cannot end the URL, start the label or leave the link.
+fn escape_url(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
+/// `&`, `<` and `>` as Slack's entities.
+fn escape_entities(c: char, out: &mut String) -> bool {
+    match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        _ => return false,
+    }
+    true
+}
+
+/// Escapes a value for mrkdwn: in text, entities and date escapes; inside the author's
+/// link, percent-encoded in the URL and entities in the label (Slack nests no `<…>`).
 pub fn escape_mrkdwn(value: &str, out: &mut String) {
+    match place(out) {
+        Place::LinkUrl => return escape_url(value, out),
+        Place::LinkLabel => {
+            for c in value.chars() {
+                if !escape_entities(c, out) {
+                    out.push(c);
+                }
+            }
+            return;
+        }
+        Place::Text => {}
+    }
     for c in value.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -54,14 +121,15 @@ pub fn escape_mrkdwn(value: &str, out: &mut String) {
     }
 }
 
-/// Escapes a value for the `text` fallback: no mention, no link.
+/// Escapes a value for the `text` fallback: no mention, no link (inside the author's
+/// link, percent-encoded in its URL).
 pub fn escape_fallback(value: &str, out: &mut String) {
+    if place(out) == Place::LinkUrl {
+        return escape_url(value, out);
+    }
     for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
+        if !escape_entities(c, out) {
+            out.push(c);
         }
     }
 }

@@ -21,13 +21,36 @@ const MARKDOWN: &[char] = &[
     '\\', '*', '_', '[', ']', '(', ')', '~', '`', '<', '>', '#', '!', '|',
 ];
 
-/// Escapes a value for a TextBlock or a fact.
+/// Escapes a value for a TextBlock or a fact: every Markdown character, and what would
+/// start a list or a heading at the start of a line (`-`, `+`, `1.`, `1)`).
 pub fn escape_markdown(value: &str, out: &mut String) {
+    #[derive(PartialEq)]
+    enum At {
+        LineStart,
+        Digits,
+        Inside,
+    }
+    let mut at = if out.is_empty() || out.ends_with('\n') {
+        At::LineStart
+    } else {
+        At::Inside
+    };
     for c in value.chars() {
-        if MARKDOWN.contains(&c) {
+        let starts_block = match at {
+            At::LineStart => matches!(c, '-' | '+' | '='),
+            At::Digits => matches!(c, '.' | ')'),
+            At::Inside => false,
+        };
+        if MARKDOWN.contains(&c) || starts_block {
             out.push('\\');
         }
         out.push(c);
+        at = match (at, c) {
+            (_, '\n') => At::LineStart,
+            (At::LineStart, ' ' | '\t') => At::LineStart,
+            (At::LineStart | At::Digits, '0'..='9') => At::Digits,
+            _ => At::Inside,
+        };
     }
 }
 

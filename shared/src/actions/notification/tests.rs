@@ -255,8 +255,24 @@ fn severities_render_from_their_templates() {
     assert_eq!(severity(None), "INFO");
     assert_eq!(severity(Some("WARN")), "WARN");
     assert_eq!(severity(Some("${run_name}")), "ERROR");
-    assert_eq!(severity(Some("${tag} level")), "ERROR LEVEL");
-    assert_eq!(severity(Some("${automation_name}")), "NOTIFY_ON_FAIL");
+    assert_eq!(severity(Some(" ${run_name} ")), "ERROR");
+    assert_eq!(
+        severity(Some("${tag} level")),
+        "INFO",
+        "anything else is INFO"
+    );
+    assert_eq!(severity(Some("${automation_name}")), "INFO");
+    // A value cannot put a mention where the severity goes.
+    let hostile = super::tests::vars("<@U0123ABCD> <http://evil.example|x>");
+    let template = texts("t", "m", Some("${run_name}"));
+    let notice = Notice::new(&template, &hostile).unwrap();
+    assert_eq!(notice.severity, "INFO");
+    assert!(
+        slack::body(&notice, None)["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("[INFO] t: m")
+    );
 }
 
 fn response(status: Option<u16>, body: &str) -> Response {
@@ -322,4 +338,40 @@ fn teams_answers_are_read_by_their_status() {
         assert_eq!(reading.outcome(), outcome, "{status:?}");
         assert_eq!(reading.body.body, None, "nothing of a Teams answer is kept");
     }
+}
+
+#[test]
+fn values_inside_the_author_s_slack_links_keep_the_link_working() {
+    let template = texts(
+        "t",
+        "<https://wandb.ai/${run_name}/runs|${run_name}> *${run_name}*",
+        None,
+    );
+    let body = slack_body(&template, &vars("my_run|x>y z"));
+    let section = body["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert_eq!(
+        section,
+        "<https://wandb.ai/my_run%7Cx%3Ey%20z/runs|my_run|x&gt;y z> *my<!date^00000000^{_}|_>run|x&gt;y z*"
+    );
+    let fallback = body["text"].as_str().unwrap();
+    assert!(
+        fallback.contains("<https://wandb.ai/my_run%7Cx%3Ey%20z/runs|my_run|x&gt;y z>"),
+        "{fallback}"
+    );
+}
+
+#[test]
+fn teams_values_cannot_start_lists_or_headings() {
+    let template = texts("t", "${run_name}", None);
+    let body = teams_body(
+        &template,
+        &vars("a\n- item\n+ b\n  12. x\n3) y\n# h\nv1.2 - ok"),
+    );
+    let message = body["attachments"][0]["content"]["body"][1]["text"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        message,
+        "a\n\\- item\n\\+ b\n  12\\. x\n3\\) y\n\\# h\nv1.2 - ok"
+    );
 }
