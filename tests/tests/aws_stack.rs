@@ -389,6 +389,36 @@ async fn queue_attribute(sqs: &aws_sdk_sqs::Client, url: &str, name: &str) -> St
         .unwrap_or_else(|| panic!("{url} has no {name}"))
 }
 
+/// Creates an integration of team acme, as its operator.
+async fn integration_of(
+    api: &shared::usecases::Engine,
+    spec: serde_json::Value,
+) -> shared::domain::integration::Integration {
+    manage::create_integration(
+        api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Creates an automation of team acme, as its operator.
+async fn automation_of(
+    api: &shared::usecases::Engine,
+    spec: serde_json::Value,
+) -> shared::domain::automation::Automation {
+    manage::create_automation(
+        api,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(spec).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
 fn seconds(value: &Value) -> u64 {
     value
         .as_u64()
@@ -591,48 +621,20 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     .await
     .unwrap();
     let hook = json!({"type": "webhook", "name": "ci", "url": receiver.url, "access_token_secret": "TOKEN"});
-    let integration = manage::create_integration(
-        &api,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(hook).unwrap(),
-    )
-    .await
-    .unwrap();
+    let integration = integration_of(&api, hook).await;
     let spec = json!({"name": "deploy", "scope": {"type": "registry", "name": "model"},
         "event": {"type": "ADD_ARTIFACT_ALIAS"},
         "action": {"type": "webhook", "integration": integration.id, "payload": {"v": "${artifact_version_string}"}}});
-    let automation = manage::create_automation(
-        &api,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(spec).unwrap(),
-    )
-    .await
-    .unwrap();
+    let automation = automation_of(&api, spec).await;
     // (and a second automation whose receiver is gone: its 410 disables the integration)
     let gone = Receiver::start().await;
     gone.script(&[(410, "gone")]);
     let hook = json!({"type": "webhook", "name": "gone", "url": gone.url});
-    let gone_integration = manage::create_integration(
-        &api,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(hook).unwrap(),
-    )
-    .await
-    .unwrap();
+    let gone_integration = integration_of(&api, hook).await;
     let spec = json!({"name": "notify", "scope": {"type": "registry", "name": "model"},
         "event": {"type": "ADD_ARTIFACT_ALIAS"},
         "action": {"type": "webhook", "integration": gone_integration.id}});
-    manage::create_automation(
-        &api,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(spec).unwrap(),
-    )
-    .await
-    .unwrap();
+    automation_of(&api, spec).await;
     // (and a Slack notification, its webhook URL a team secret)
     let slack = Receiver::start().await;
     manage::put_secret(
@@ -645,37 +647,16 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     .await
     .unwrap();
     let channel = json!({"type": "slack", "name": "alerts", "webhook_url_secret": "SLACK_URL"});
-    let slack_integration = manage::create_integration(
-        &api,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(channel).unwrap(),
-    )
-    .await
-    .unwrap();
+    let slack_integration = integration_of(&api, channel).await;
     let spec = json!({"name": "tell-the-channel", "scope": {"type": "registry", "name": "model"},
         "event": {"type": "ADD_ARTIFACT_ALIAS"},
         "action": {"type": "notification", "integration": slack_integration.id,
                    "title": "${artifact_version_string}", "message": "alias ${alias}", "severity": "INFO"}});
-    manage::create_automation(
-        &api,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(spec).unwrap(),
-    )
-    .await
-    .unwrap();
+    automation_of(&api, spec).await;
     // (and a run-metric automation, which keeps its window in the table)
     let spec = json!({"name": "nan-loss", "scope": {"type": "project", "name": "detector"},
         "event": {"type": "RUN_METRIC_NAN", "metric": "loss"}, "action": {"type": "no_op"}});
-    let nan_automation = manage::create_automation(
-        &api,
-        &Actor::operator(),
-        "acme",
-        serde_json::from_value(spec).unwrap(),
-    )
-    .await
-    .unwrap();
+    let nan_automation = automation_of(&api, spec).await;
     receiver.script(&[(503, "busy")]);
 
     // AND the api function grants a training job an ingest key

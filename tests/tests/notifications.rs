@@ -39,6 +39,16 @@ async fn notifying(api: &Api, kind: &str, receiver: &Receiver) -> (String, Strin
     (integration, automation)
 }
 
+async fn integration_of(api: &Api, id: &str) -> Value {
+    api.expect(
+        200,
+        "GET",
+        &format!("/v1/teams/acme/integrations/{id}"),
+        None,
+    )
+    .await
+}
+
 async fn execution_of(api: &Api, automation: &str, event: &str, done: &[&str]) -> Value {
     let list = api
         .wait_executions("acme", automation, WAIT, |l| {
@@ -128,13 +138,7 @@ async fn slack_answers_retry_disable_or_fail_the_execution_as_slack_means_them()
             .contains("channel_is_archived"),
         "{second}"
     );
-    let (_, shown) = api
-        .call(
-            "GET",
-            &format!("/v1/teams/acme/integrations/{integration}"),
-            None,
-        )
-        .await;
+    let shown = integration_of(&api, &integration).await;
     assert_eq!(shown["enabled"], false);
     assert_eq!(
         shown["disabled_reason"],
@@ -170,13 +174,7 @@ async fn slack_answers_retry_disable_or_fail_the_execution_as_slack_means_them()
     assert_eq!(fourth["result"]["body"], "invalid_payload");
     api.events("acme", failed_run("e-5", "fifth")).await;
     execution_of(&api, &automation, "e-5", &["FINISHED"]).await;
-    let (_, shown) = api
-        .call(
-            "GET",
-            &format!("/v1/teams/acme/integrations/{integration}"),
-            None,
-        )
-        .await;
+    let shown = integration_of(&api, &integration).await;
     assert_eq!(shown["enabled"], true);
 }
 
@@ -211,13 +209,7 @@ async fn teams_gets_an_adaptive_card_and_a_404_disables_the_integration() {
     api.events("acme", failed_run("e-2", "second")).await;
     let second = execution_of(&api, &automation, "e-2", &["FAILED"]).await;
     assert_eq!(second["attempts"][0]["outcome"], "disabled");
-    let (_, shown) = api
-        .call(
-            "GET",
-            &format!("/v1/teams/acme/integrations/{integration}"),
-            None,
-        )
-        .await;
+    let shown = integration_of(&api, &integration).await;
     assert_eq!(shown["disabled_reason"], "Teams answered 404");
 }
 

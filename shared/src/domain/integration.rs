@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::template::is_secret_name;
-use super::{Invalid, check_name};
+use super::{Invalid, check_name, is_name_byte};
 use crate::delivery::guard::OutboundGuard;
 
 /// A team's integration. Secrets are referenced by name, never stored here.
@@ -203,18 +203,13 @@ fn check_channel(channel: &str) -> Result<(), Invalid> {
         .strip_prefix('#')
         .or_else(|| channel.strip_prefix('@'))
         .unwrap_or(channel);
-    let ok = (1..=80).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Invalid::new(
-            "channel",
-            "a Slack channel is #name, @user or a channel id: 1 to 80 letters, digits, '.', '_' or '-'",
-        ))
+    if (1..=80).contains(&name.len()) && name.bytes().all(is_name_byte) {
+        return Ok(());
     }
+    Err(Invalid::new(
+        "channel",
+        "a Slack channel is #name, @user or a channel id: 1 to 80 letters, digits, '.', '_' or '-'",
+    ))
 }
 
 impl Integration {

@@ -52,14 +52,17 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Re
     })
 }
 
+/// A byte names may hold: letters, digits, `.`, `_` and `-`.
+pub fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
 /// Checks a name used in a URL path or a scope: 1–128 of `[A-Za-z0-9._-]`, not starting with a dot.
 pub fn check_name(field: &str, value: &str) -> Result<(), Invalid> {
     let ok = !value.is_empty()
         && value.len() <= 128
         && !value.starts_with('.')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && value.bytes().all(is_name_byte);
     if ok {
         Ok(())
     } else {
