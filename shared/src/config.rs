@@ -45,6 +45,7 @@ pub fn settings_from(var: &dyn Fn(&str) -> Option<String>) -> Result<Settings, S
         guard: Arc::new(OutboundGuard::new(allow)),
         sole_instance: None,
         ingest_limit,
+        claim_poll: Default::default(),
     })
 }
 

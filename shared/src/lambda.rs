@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::adapters::aws::{
-    DynamoAccess, DynamoMetrics, DynamoStore, SecretsManagerSecrets, SqsQueue,
+    DynamoAccess, DynamoJobs, DynamoMetrics, DynamoStore, SecretsManagerSecrets, SqsQueue,
 };
 use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::adapters::cached_secrets::{CachedSecrets, SECRETS_CACHE_TTL};
@@ -70,7 +70,12 @@ pub fn engine(config: &LambdaConfig, sdk: &aws_config::SdkConfig) -> Result<Engi
             DynamoAccess::new(dynamodb.clone(), &config.table, clock.clone()),
             KEYS_CACHE_TTL,
         )),
-        metrics: Arc::new(DynamoMetrics::new(dynamodb, &config.table, clock.clone())),
+        metrics: Arc::new(DynamoMetrics::new(
+            dynamodb.clone(),
+            &config.table,
+            clock.clone(),
+        )),
+        jobs: Arc::new(DynamoJobs::new(dynamodb, &config.table)),
         secrets: Arc::new(CachedSecrets::new(
             SecretsManagerSecrets::new(
                 aws_sdk_secretsmanager::Client::new(sdk),

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::adapters::sqlite::{
-    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteMetrics, SqliteQueue,
+    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteJobs, SqliteMetrics, SqliteQueue,
     SqliteSecrets, SqliteStore, private_file,
 };
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
@@ -55,6 +55,8 @@ impl LocalRuntime {
             )
         })?;
         settings.sole_instance = Some(crate::domain::ids::new_id());
+        // One process on one file: a waiting claim may look often.
+        settings.claim_poll = crate::usecases::ClaimPoll(Duration::from_millis(200));
         let db = Database::open(&data_dir.join("automations.db"))
             .map_err(|e| format!("{}: {e}", data_dir.display()))?;
         let key_path = secrets_key.unwrap_or_else(|| data_dir.join("secrets.key"));
@@ -87,6 +89,7 @@ impl LocalRuntime {
                 KEYS_CACHE_TTL,
             )),
             metrics: Arc::new(SqliteMetrics::new(db.clone(), clock.clone())),
+            jobs: Arc::new(SqliteJobs::new(db.clone())),
             secrets: Arc::new(SqliteSecrets::new(db.clone(), &key, clock.clone())),
             events: events.clone(),
             actions: actions.clone(),

@@ -13,6 +13,7 @@ use crate::domain::automation::Automation;
 use crate::domain::event::EventType;
 use crate::domain::execution::Execution;
 use crate::domain::integration::Integration;
+use crate::domain::job::{Job, JobQueue, JobStatus};
 use crate::domain::metric::MetricState;
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +247,58 @@ pub trait MetricStore: Send + Sync {
         version: u64,
         expires_at: OffsetDateTime,
     ) -> StoreResult<u64>;
+}
+
+/// What [`JobStore::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Created,
+    /// A job with its id exists already (the execution enqueued it before).
+    Existed,
+    /// The team has no such queue.
+    NoQueue,
+}
+
+/// The teams' job queues and their jobs. A queue counts its open (pending or running)
+/// jobs in the same writes that add and end them, so that it is deleted only when empty.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Fails with `Conflict` when the team has a queue of that name.
+    async fn create_queue(&self, queue: &JobQueue) -> StoreResult<()>;
+    async fn get_queue(&self, team: &str, name: &str) -> StoreResult<Option<JobQueue>>;
+    /// A team's queues, by name.
+    async fn list_queues(&self, team: &str) -> StoreResult<Listing<JobQueue>>;
+    /// Deletes an empty queue: `false` when there is none, `Conflict` (saying how many)
+    /// while it holds open jobs.
+    async fn delete_queue(&self, team: &str, name: &str) -> StoreResult<bool>;
+
+    /// Adds a pending job to its queue, unless a job with its id exists.
+    async fn enqueue(&self, job: &Job) -> StoreResult<Enqueued>;
+    async fn get_job(&self, team: &str, id: &str) -> StoreResult<Option<Job>>;
+    /// Up to `limit` open jobs of a queue a claim at `now_ms` may take or must fail: the
+    /// running ones whose lease expired, then the pending ones in the order they were
+    /// enqueued. Unreadable ones are logged and left out.
+    async fn claimable_jobs(
+        &self,
+        team: &str,
+        queue: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<Job>>;
+    /// Writes an open job if the stored version is still `job.version` (and it has not
+    /// ended), then bumps it; `Stale` otherwise. A job written as ended leaves its
+    /// queue's open count in the same write.
+    async fn update_job(&self, job: &mut Job) -> StoreResult<()>;
+    /// A queue's jobs (of one status, or all), newest enqueued first, older than the job
+    /// `before` if given.
+    async fn list_jobs(
+        &self,
+        team: &str,
+        queue: &str,
+        status: Option<JobStatus>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<Job>>;
 }
 
 /// How fresh a key lookup must be.

@@ -43,7 +43,8 @@ fn expected(caller: &str, access: Option<Access>) -> Expect {
     };
     let allowed = match caller {
         "no key" | "malformed key" | "revoked key" => return Expect::Status(401),
-        "other team's admin" | "agent" => false,
+        "other team's admin" => false,
+        "agent" => access == Access::Work,
         "ingest" => access == Access::Send,
         "member" => matches!(access, Access::Read | Access::Send),
         "admin" => access != Access::Operator,
@@ -61,6 +62,7 @@ fn concrete(path: &str, team: &str) -> String {
     path.replace("{team}", team)
         .replace("{id}", NO_ID)
         .replace("{name}", "NO_SUCH_SECRET")
+        .replace("{queue}", "no-such-queue")
 }
 
 /// Sends `method path` with `key` (none for `None`), with no body.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use automations_tests::moto;
 use shared::adapters::aws::{
-    DynamoAccess, DynamoMetrics, DynamoStore, SecretsManagerSecrets, SqsQueue,
+    DynamoAccess, DynamoJobs, DynamoMetrics, DynamoStore, SecretsManagerSecrets, SqsQueue,
 };
 use shared::conformance::{self, ManualClock, QueueUnderTest};
 
@@ -91,4 +91,12 @@ async fn dynamodb_metrics_conform() {
         clock,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_jobs_conform() {
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config().await);
+    let table = format!("conformance-jobs-{}", std::process::id());
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    conformance::jobs_suite(Arc::new(DynamoJobs::new(client, table))).await;
 }

@@ -27,10 +27,11 @@ use shared::config::{INGEST_BURST_ENV, INGEST_RATE_ENV};
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
 use shared::domain::access::Actor;
+use shared::domain::from_json;
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::usecases::evaluate::Evaluator;
-use shared::usecases::manage;
+use shared::usecases::{jobs, manage};
 use tower::ServiceExt;
 
 /// The variables DESIGN.md's AWS runtime contract gives every function, and no others.
@@ -315,10 +316,11 @@ impl Deployed {
     }
 }
 
-/// The IAM action that authorises an API operation, as the request counter names it
+/// The IAM actions that authorise an API operation, as the request counter names it
 /// (`DynamoDB.Query`): batch SQS calls are authorised as their single forms, and a
-/// DynamoDB transaction as its items' writes (this code's transactions put).
-fn iam_action(operation: &str) -> String {
+/// DynamoDB transaction as its items' writes (this code's transactions put items, and those
+/// of jobs also update their queue's count).
+fn iam_actions(operation: &str) -> Vec<String> {
     let (service, call) = operation.split_once('.').unwrap();
     let service = match service {
         "DynamoDB" => "dynamodb",
@@ -326,14 +328,17 @@ fn iam_action(operation: &str) -> String {
         "SecretsManager" => "secretsmanager",
         other => panic!("a call to an unexpected service: {other}"),
     };
-    let call = match (service, call) {
-        ("sqs", "SendMessageBatch") => "SendMessage",
-        ("sqs", "DeleteMessageBatch") => "DeleteMessage",
-        ("sqs", "ChangeMessageVisibilityBatch") => "ChangeMessageVisibility",
-        ("dynamodb", "TransactWriteItems") => "PutItem",
-        (_, call) => call,
+    let calls: &[&str] = match (service, call) {
+        ("sqs", "SendMessageBatch") => &["SendMessage"],
+        ("sqs", "DeleteMessageBatch") => &["DeleteMessage"],
+        ("sqs", "ChangeMessageVisibilityBatch") => &["ChangeMessageVisibility"],
+        ("dynamodb", "TransactWriteItems") => &["PutItem", "UpdateItem"],
+        (_, call) => return vec![format!("{service}:{call}")],
     };
-    format!("{service}:{call}")
+    calls
+        .iter()
+        .map(|call| format!("{service}:{call}"))
+        .collect()
 }
 
 /// The settings a function gets besides the contract's variables: the ingest function's
@@ -565,6 +570,10 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
             [dynamodb::AUTOMATION_KEY, dynamodb::AUTOMATION_SORT],
         ),
         (
+            dynamodb::BY_QUEUE,
+            [dynamodb::QUEUE_KEY, dynamodb::QUEUE_SORT],
+        ),
+        (
             dynamodb::BY_TRIGGER,
             [dynamodb::TRIGGER_KEY, dynamodb::TRIGGER_SORT],
         ),
@@ -653,6 +662,16 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         "action": {"type": "notification", "integration": slack_integration.id,
                    "title": "${artifact_version_string}", "message": "alias ${alias}", "severity": "INFO"}});
     automation_of(&api, spec).await;
+    // (and a queued job for the team's own machines)
+    let queue = json!({"name": "gpu"});
+    jobs::create_queue(&api, &Actor::operator(), "acme", from_json(queue).unwrap())
+        .await
+        .unwrap();
+    let spec = json!({"name": "evaluate", "scope": {"type": "registry", "name": "model"},
+        "event": {"type": "ADD_ARTIFACT_ALIAS"},
+        "action": {"type": "queue_job", "queue": "gpu", "job": "eval",
+                   "overrides": {"model": "${artifact_version_string}"}}});
+    let job_automation = automation_of(&api, spec).await;
     // (and a run-metric automation, which keeps its window in the table)
     let spec = json!({"name": "nan-loss", "scope": {"type": "project", "name": "detector"},
         "event": {"type": "RUN_METRIC_NAN", "metric": "loss"}, "action": {"type": "no_op"}});
@@ -732,7 +751,7 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
             break;
         }
     }
-    assert_eq!((handed, kept), (4, 1), "three executions, one retry");
+    assert_eq!((handed, kept), (5, 1), "four executions, one retry");
     assert_eq!(gone.count(), 1);
     let posted = slack.deliveries();
     assert_eq!(posted.len(), 1, "the notification was posted once");
@@ -770,6 +789,67 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     assert_eq!(executions.len(), 1);
     assert_eq!(executions[0].status.as_str(), "FINISHED");
 
+    // AND an agent claims the job through the api function, and completes it
+    let grant = json!({"user": "gpu-box", "role": "agent"});
+    let request = api_gateway_request("POST", "/v1/teams/acme/api-keys", &key, &grant);
+    let agent = api_router.clone().oneshot(request).await.unwrap();
+    assert_eq!(agent.status(), 201);
+    let agent: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(agent.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let agent_key = agent["key"].as_str().unwrap().to_string();
+    let claim = json!({"agent": "gpu-box", "wait_seconds": 1});
+    let request = api_gateway_request(
+        "POST",
+        "/v1/teams/acme/queues/gpu/claim",
+        &agent_key,
+        &claim,
+    );
+    let claimed = api_router.clone().oneshot(request).await.unwrap();
+    assert_eq!(claimed.status(), 200);
+    let claimed: serde_json::Value = serde_json::from_slice(
+        &axum::body::to_bytes(claimed.into_body(), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let job = &claimed["job"];
+    assert_eq!(
+        job["overrides"],
+        json!({"model": "acme/model/resnet:production"})
+    );
+    assert_eq!(job["attempt"], 1);
+    let done = json!({"status": "FINISHED", "exit_code": 0, "output": "auc 0.97\n", "attempt": 1});
+    let path = format!(
+        "/v1/teams/acme/jobs/{}/complete",
+        job["id"].as_str().unwrap()
+    );
+    let request = api_gateway_request("POST", &path, &agent_key, &done);
+    assert_eq!(
+        api_router.clone().oneshot(request).await.unwrap().status(),
+        200
+    );
+    let ran = api
+        .store
+        .list_executions("acme", &job_automation.id, 10, None)
+        .await
+        .unwrap()
+        .into_items("acme");
+    assert_eq!(ran.len(), 1);
+    assert_eq!(
+        ran[0].status.as_str(),
+        "FINISHED",
+        "the job's end ends its execution"
+    );
+    let result = ran[0].result.as_ref().unwrap();
+    assert_eq!(
+        (result.exit_code, result.output.as_deref()),
+        (Some(0), Some("auc 0.97\n"))
+    );
+
     // AND the audit trail has the grant; once revoked, the api function refuses the key
     let request = api_gateway_request("GET", "/v1/teams/acme/audit", &key, &json!(null));
     let trail = api_router.clone().oneshot(request).await.unwrap();
@@ -794,11 +874,12 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     for function in FUNCTIONS {
         let allowed = deployed.allowed_actions(function);
         for operation in counters[function].take().keys() {
-            let action = iam_action(operation);
-            assert!(
-                allowed.contains(&action),
-                "{function} calls {operation}, but its role does not allow {action}: {allowed:?}"
-            );
+            for action in iam_actions(operation) {
+                assert!(
+                    allowed.contains(&action),
+                    "{function} calls {operation}, but its role does not allow {action}: {allowed:?}"
+                );
+            }
         }
     }
     // (and Lambda's event source mappings poll and delete with the consumers' roles)

@@ -138,7 +138,7 @@ async fn bad_events_are_refused_and_nothing_is_queued() {
         (
             with("artifact", json!({"collection": "c"})),
             400,
-            Some("artifact"),
+            Some("artifact.version"),
             "version",
         ),
         (
@@ -336,7 +336,7 @@ async fn bad_automations_are_refused_and_nothing_is_stored() {
         ),
         (
             edit(&|v| v["scope"] = json!({"type": "registry"})),
-            Some("scope"),
+            Some("scope.name"),
             "missing field `name`",
         ),
         (

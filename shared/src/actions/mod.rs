@@ -5,7 +5,10 @@
 //!
 //! - [`webhook`]: a JSON payload template, a bearer token, signatures.
 //! - [`notification`]: a title, a message and a severity, rendered for Slack or Teams.
+//! - [`job`]: a `queue_job` action sends no request: it builds the job that dispatch puts
+//!   on a queue, for the team's agents to run.
 
+pub mod job;
 pub mod notification;
 pub mod webhook;
 

@@ -11,6 +11,7 @@
 //! or a short wait, so they cost nothing when the adapter is right.
 
 mod access;
+mod jobs;
 mod metrics;
 mod queue;
 mod secrets;
@@ -24,6 +25,7 @@ use time::OffsetDateTime;
 use crate::ports::Clock;
 
 pub use access::access_suite;
+pub use jobs::jobs_suite;
 pub use metrics::metrics_suite;
 pub use queue::{QueueUnderTest, queue_suite};
 pub use secrets::secrets_suite;

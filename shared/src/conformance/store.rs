@@ -121,6 +121,12 @@ async fn the_largest_execution_accepted_is_stored_and_read_back(store: &dyn Auto
             body: Some("b".repeat(RECORDED_BODY_BYTES)),
             body_withheld: None,
             error: Some("e".repeat(RECORDED_ERROR_BYTES)),
+            // A job's end, as large as a record keeps it (an execution has one or the
+            // other, but both must fit).
+            job_id: Some("j".repeat(26)),
+            status: Some("FAILED".into()),
+            exit_code: Some(i64::MIN),
+            output: Some("o".repeat(crate::domain::job::RECORDED_OUTPUT_BYTES)),
         });
         let updated = store.update_execution(&mut execution).await;
         updated.expect("the largest execution could not be updated");
@@ -880,11 +886,7 @@ fn automation(team: &str, id: &str, name: &str, scope: Scope, event_type: EventT
             },
             action: Action {
                 kind: "no_op".into(),
-                integration: None,
-                payload: None,
-                title: None,
-                message: None,
-                severity: None,
+                ..Action::default()
             },
         },
         created_at: at(BASE_MS),
@@ -928,7 +930,7 @@ fn execution(team: &str, automation_id: &str, event_id: &str, received_ms: i64) 
             integration: Some("hook".into()),
             url: Some("https://hooks.example.com/deploy".into()),
             payload: Some(json!({"version": "model:v3", "token": "***"})),
-            payload_omitted: None,
+            ..ActionRecord::default()
         },
         attempts: Vec::new(),
         result: None,

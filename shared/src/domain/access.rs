@@ -22,7 +22,7 @@ pub enum Role {
     Member,
     /// Sends events, nothing else.
     Ingest,
-    /// Claims and completes the jobs of the team's queues (refused everywhere until those exist).
+    /// Claims, heartbeats and completes the jobs of the team's queues, nothing else.
     Agent,
 }
 
@@ -64,6 +64,8 @@ pub enum Access {
     Read,
     /// Sending events to the team.
     Send,
+    /// Claiming, heartbeating and completing the jobs of the team's queues.
+    Work,
 }
 
 impl Access {
@@ -74,6 +76,7 @@ impl Access {
             Access::Admin => role == Role::Admin,
             Access::Read => matches!(role, Role::Admin | Role::Member),
             Access::Send => matches!(role, Role::Admin | Role::Member | Role::Ingest),
+            Access::Work => matches!(role, Role::Admin | Role::Agent),
         }
     }
 }
@@ -109,6 +112,7 @@ impl fmt::Display for Denied {
                     Access::Admin => "an admin key",
                     Access::Read => "an admin or member key",
                     Access::Send => "an admin, member or ingest key",
+                    Access::Work => "an admin or agent key",
                 };
                 write!(
                     f,
@@ -355,13 +359,13 @@ mod tests {
     fn roles_allow_what_the_contract_says() {
         use Access::*;
         let table = [
-            (Role::Admin, [false, true, true, true]),
-            (Role::Member, [false, false, true, true]),
-            (Role::Ingest, [false, false, false, true]),
-            (Role::Agent, [false, false, false, false]),
+            (Role::Admin, [false, true, true, true, true]),
+            (Role::Member, [false, false, true, true, false]),
+            (Role::Ingest, [false, false, false, true, false]),
+            (Role::Agent, [false, false, false, false, true]),
         ];
         for (role, allowed) in table {
-            for (access, allowed) in [Operator, Admin, Read, Send].into_iter().zip(allowed) {
+            for (access, allowed) in [Operator, Admin, Read, Send, Work].into_iter().zip(allowed) {
                 assert_eq!(
                     key("acme", role).authorize(access, Some("acme")).is_ok(),
                     allowed,
@@ -374,7 +378,7 @@ mod tests {
     #[test]
     fn a_key_is_refused_alike_in_every_other_team_and_outside_teams() {
         let admin = key("acme", Role::Admin);
-        for access in [Access::Admin, Access::Read, Access::Send] {
+        for access in [Access::Admin, Access::Read, Access::Send, Access::Work] {
             assert_eq!(
                 admin.authorize(access, Some("beta")),
                 Err(Denied::OtherTeam)
@@ -388,7 +392,13 @@ mod tests {
             admin.authorize(Access::Operator, None),
             Err(Denied::OperatorOnly)
         );
-        for access in [Access::Operator, Access::Admin, Access::Read, Access::Send] {
+        for access in [
+            Access::Operator,
+            Access::Admin,
+            Access::Read,
+            Access::Send,
+            Access::Work,
+        ] {
             assert!(Caller::Operator.authorize(access, Some("any")).is_ok());
             assert!(Caller::Operator.authorize(access, None).is_ok());
         }

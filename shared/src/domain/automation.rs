@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::event::{Event, EventType, RunState};
 use super::filter::Filter;
+use super::job::{DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, JobSpec, check_spec};
 use super::limits::{
     MAX_FILTER_BYTES, MAX_FILTER_DEPTH, MAX_TEMPLATE_BYTES, check_depth, check_json, check_size,
 };
@@ -88,7 +89,7 @@ impl Trigger {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Action {
     #[serde(rename = "type")]
@@ -104,6 +105,56 @@ pub struct Action {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// `queue_job`: the queue, the job's name, its overrides template, and how often and
+    /// how long it may be tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<u64>,
+}
+
+impl Action {
+    /// The fields set beside `type`, each with the action kinds that take it.
+    fn fields(&self) -> [(&'static str, bool, &'static [&'static str]); 9] {
+        const SENDS: &[&str] = &["webhook", "notification"];
+        const NOTIFIES: &[&str] = &["notification"];
+        const JOBS: &[&str] = &["queue_job"];
+        [
+            ("integration", self.integration.is_some(), SENDS),
+            ("payload", self.payload.is_some(), &["webhook"]),
+            ("title", self.title.is_some(), NOTIFIES),
+            ("message", self.message.is_some(), NOTIFIES),
+            ("severity", self.severity.is_some(), NOTIFIES),
+            ("queue", self.queue.is_some(), JOBS),
+            ("job", self.job.is_some(), JOBS),
+            ("overrides", self.overrides.is_some(), JOBS),
+            (
+                "max_attempts",
+                self.max_attempts.is_some() || self.lease_seconds.is_some(),
+                JOBS,
+            ),
+        ]
+    }
+
+    /// What a `queue_job` action asks for, defaults filled in (`None` for other kinds).
+    pub fn job_spec(&self) -> Option<JobSpec> {
+        (self.kind == "queue_job").then(|| JobSpec {
+            queue: self.queue.clone().unwrap_or_default(),
+            job: self.job.clone().unwrap_or_default(),
+            overrides: self
+                .overrides
+                .clone()
+                .unwrap_or_else(|| Value::Object(Map::new())),
+            max_attempts: self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            lease_seconds: self.lease_seconds.unwrap_or(DEFAULT_LEASE_SECONDS),
+        })
+    }
 }
 
 /// The severities of a notification.
@@ -163,6 +214,8 @@ pub struct References {
     /// The action is a notification: its integration must be a Slack or Teams one (else a
     /// webhook integration).
     pub notifies: bool,
+    /// The queue a `queue_job` action puts its jobs on.
+    pub queue: Option<String>,
 }
 
 /// The trigger types that watch a metric of `RUN_METRICS` events.
@@ -301,16 +354,17 @@ impl AutomationInput {
 
     fn validate_action(&self) -> Result<References, Invalid> {
         let a = &self.action;
-        if a.kind != "notification" {
-            for (field, value) in [
-                ("title", &a.title),
-                ("message", &a.message),
-                ("severity", &a.severity),
-            ] {
-                if value.is_some() {
+        const KINDS: [&str; 4] = ["webhook", "notification", "queue_job", "no_op"];
+        if KINDS.contains(&a.kind.as_str()) {
+            for (field, set, kinds) in a.fields() {
+                if set && !kinds.contains(&a.kind.as_str()) {
                     return Err(Invalid::new(
                         format!("action.{field}"),
-                        "only notification actions take a title, a message and a severity",
+                        format!(
+                            "{} actions do not take {field}; it belongs to {} actions",
+                            a.kind,
+                            kinds.join(" and ")
+                        ),
                     ));
                 }
             }
@@ -336,22 +390,11 @@ impl AutomationInput {
                 Ok(References {
                     integration: Some(integration),
                     secrets,
-                    notifies: false,
+                    ..References::default()
                 })
             }
-            "no_op" => {
-                if a.integration.is_some() || a.payload.is_some() {
-                    return Err(Invalid::new(
-                        "action",
-                        "no_op takes no integration or payload",
-                    ));
-                }
-                Ok(References::default())
-            }
-            "queue_job" => Err(Invalid::new(
-                "action.type",
-                "queue_job actions are not supported yet by this version; use webhook, notification or no_op",
-            )),
+            "no_op" => Ok(References::default()),
+            "queue_job" => validate_queue_job(a),
             "slack" | "teams" => Err(Invalid::new(
                 "action.type",
                 format!(
@@ -362,11 +405,40 @@ impl AutomationInput {
             other => Err(Invalid::new(
                 "action.type",
                 format!(
-                    "unknown action type {other:?}; expected \"webhook\", \"notification\" or \"no_op\""
+                    "unknown action type {other:?}; expected \"webhook\", \"notification\", \"queue_job\" or \"no_op\""
                 ),
             )),
         }
     }
+}
+
+/// A job's queue and name, its limits, and its overrides: a JSON object template of known
+/// variables without team secrets (a job's overrides are shown to whoever reads the queue).
+fn validate_queue_job(a: &Action) -> Result<References, Invalid> {
+    check_spec(
+        a.queue.as_deref(),
+        a.job.as_deref(),
+        a.max_attempts,
+        a.lease_seconds,
+    )?;
+    let overrides = a.overrides.clone().unwrap_or(Value::Object(Map::new()));
+    if !overrides.is_object() {
+        return Err(Invalid::new("action.overrides", "must be a JSON object"));
+    }
+    check_json("action.overrides", &overrides, MAX_TEMPLATE_BYTES)?;
+    let secrets = template::check(&overrides).map_err(|e| e.within("action.overrides"))?;
+    if let Some(secret) = secrets.first() {
+        return Err(Invalid::new(
+            "action.overrides",
+            format!(
+                "uses ${{{secret}}}, a team secret: secrets cannot be put in a job, which the queue's agents and readers see; give the agent's machine its own credentials"
+            ),
+        ));
+    }
+    Ok(References {
+        queue: a.queue.clone(),
+        ..References::default()
+    })
 }
 
 /// A notification's integration, and its text templates: known variables only, and no
@@ -378,12 +450,6 @@ fn validate_notification(a: &Action) -> Result<References, Invalid> {
             "missing: the id of a slack or teams integration",
         )
     })?;
-    if a.payload.is_some() {
-        return Err(Invalid::new(
-            "action.payload",
-            "notification actions take a title, a message and a severity, not a payload",
-        ));
-    }
     let texts = [
         ("title", a.title.as_deref(), MAX_TITLE_BYTES, true),
         ("message", a.message.as_deref(), MAX_MESSAGE_BYTES, true),
@@ -433,8 +499,8 @@ fn validate_notification(a: &Action) -> Result<References, Invalid> {
     }
     Ok(References {
         integration: Some(integration),
-        secrets: Default::default(),
         notifies: true,
+        ..References::default()
     })
 }
 

@@ -32,7 +32,7 @@ pub struct EventRef {
 }
 
 /// What the execution does, as shown to users (secrets in `payload` are `***`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActionRecord {
     #[serde(rename = "type")]
     pub kind: String,
@@ -45,6 +45,12 @@ pub struct ActionRecord {
     /// Why `payload` is not shown (it rendered larger than a record keeps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_omitted: Option<String>,
+    /// `queue_job`: the queue, and the job once it is enqueued (`payload` shows its
+    /// overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
 }
 
 impl ActionRecord {
@@ -66,6 +72,8 @@ impl ActionRecord {
             url: None,
             payload,
             payload_omitted,
+            queue: None,
+            job_id: None,
         }
     }
 }
@@ -82,7 +90,7 @@ pub struct Attempt {
     pub outcome: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionResult {
     pub status_code: Option<u16>,
     pub body: Option<String>,
@@ -91,6 +99,15 @@ pub struct ExecutionResult {
     pub body_withheld: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `queue_job`: the job, how it ended, its exit code and the end of its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 /// The stored execution. `template` and `vars` are what dispatch renders the payload

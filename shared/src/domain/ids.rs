@@ -46,6 +46,27 @@ pub fn execution_id(team: &str, event_id: &str, automation_id: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// The job an execution enqueues in its round (a manual retry starts a new round, and
+/// with it a new job): derived, so that a redelivered action message names the same job.
+pub fn job_id(team: &str, execution_id: &str, round: usize) -> String {
+    let round = round.to_string();
+    derived_id(&[team, execution_id, "job", &round])
+}
+
+fn derived_id(parts: &[&str]) -> String {
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    let digest = digest.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Ulid(u128::from_be_bytes(bytes))
+        .to_string()
+        .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +79,9 @@ mod tests {
         assert_ne!(a, execution_id("acme", "e2", "a1"));
         assert_ne!(a, execution_id("other", "e1", "a1"));
         assert_ne!(execution_id("a", "bc", "d"), execution_id("ab", "c", "d"));
+        assert_eq!(job_id("acme", &a, 0), job_id("acme", &a, 0));
+        assert_ne!(job_id("acme", &a, 0), job_id("acme", &a, 1));
+        assert_ne!(job_id("acme", &a, 0), a);
         assert_eq!(a.len(), 26);
     }
 

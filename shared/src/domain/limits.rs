@@ -136,6 +136,18 @@ pub fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
+/// The last `max` bytes of `text` at most, starting on a character boundary.
+pub fn truncate_start(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 #[cfg(any(test, feature = "conformance"))]
 /// A value nested `levels` deep (`{"a": {"a": … {}}}`), for tests at the boundary.
 pub fn nested(levels: usize) -> Value {

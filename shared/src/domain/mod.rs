@@ -7,6 +7,7 @@ pub mod execution;
 pub mod filter;
 pub mod ids;
 pub mod integration;
+pub mod job;
 pub mod limits;
 pub mod metric;
 pub mod template;
@@ -48,7 +49,16 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Re
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        Invalid::new(path, e.into_inner().to_string())
+        let message = e.into_inner().to_string();
+        // serde names a missing field in its words only: name it in the path too.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'));
+        match missing {
+            Some(field) if path.is_empty() => Invalid::new(field, message.clone()),
+            Some(field) => Invalid::new(format!("{path}.{field}"), message.clone()),
+            None => Invalid::new(path, message),
+        }
     })
 }
 

@@ -111,10 +111,15 @@ impl Page {
     /// The page asked for: `limit` 1 to 200 (default 50) and an optional cursor.
     pub fn read(page: Result<Query<Page>, QueryRejection>) -> ApiResult<(usize, Option<String>)> {
         let Query(page) = page.map_err(|e| ApiError::from(Invalid::new("query", e.body_text())))?;
-        let limit = page.limit.unwrap_or(50);
-        if !(1..=200).contains(&limit) {
-            return Err(Invalid::new("limit", "must be a whole number from 1 to 200").into());
-        }
-        Ok((limit, page.before))
+        Ok((page_limit(page.limit)?, page.before))
     }
+}
+
+/// A listing's `limit`: 1 to 200, 50 when not given.
+pub fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Invalid::new("limit", "must be a whole number from 1 to 200").into());
+    }
+    Ok(limit)
 }

@@ -14,7 +14,7 @@ use crate::domain::event::format_time;
 use crate::domain::execution::{Attempt, Execution, ExecutionResult, ExecutionStatus};
 use crate::domain::integration::{Destination, Integration};
 use crate::domain::limits::{MAX_RECORDED_PAYLOAD_BYTES, json_len, truncate};
-use crate::ports::{Response, SecretValue, StoreError};
+use crate::ports::{Enqueued, Response, SecretValue, StoreError};
 
 pub use crate::actions::webhook::check_header_value;
 pub use crate::actions::{BODY_WITHHELD, KeptBody, kept_body};
@@ -63,6 +63,9 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
     let now_ms = millis(engine);
     if let Some(not_now) = claim(engine, &mut execution, now_ms).await? {
         return Ok(not_now);
+    }
+    if execution.action.kind == "queue_job" {
+        return enqueue(engine, execution).await;
     }
     let integration = match usable_integration(engine, &execution).await? {
         Ok(integration) => integration,
@@ -272,6 +275,7 @@ async fn conclude(
             body: kept.body,
             body_withheld: kept.withheld,
             error,
+            ..ExecutionResult::default()
         });
     }
     Ok(outcome)
@@ -331,6 +335,66 @@ pub async fn prepare(
     Ok(Prepared { action, built })
 }
 
+/// Puts the execution's job on its queue (once per round, however often the message comes)
+/// and leaves the execution pending until the job ends
+/// ([`crate::usecases::jobs::finish_execution`]).
+async fn enqueue(engine: &Engine, mut execution: Execution) -> Result<Outcome> {
+    if execution.action.job_id.is_some() {
+        return Ok(Outcome::Done);
+    }
+    let now_ms = millis(engine);
+    let job = match actions::job::build(&execution, now_ms) {
+        Ok(job) => job,
+        Err(reason) => return finish_without_attempt(engine, execution, reason).await,
+    };
+    match engine.jobs.enqueue(&job).await? {
+        Enqueued::Created | Enqueued::Existed => {}
+        Enqueued::NoQueue => {
+            let reason = format!(
+                "queue {} no longer exists in team {}",
+                job.queue, execution.team
+            );
+            return finish_without_attempt(engine, execution, reason).await;
+        }
+    }
+    tracing::info!(execution = %execution.id, job = %job.id, queue = %job.queue, "job enqueued");
+    for _ in 0..8 {
+        execution.action.job_id = Some(job.id.clone());
+        execution.action.queue = Some(job.queue.clone());
+        execution.action.payload = Some(job.overrides.clone());
+        execution.attempts.push(Attempt {
+            at: format_time(engine.clock.now()),
+            status_code: None,
+            error: None,
+            duration_ms: 0,
+            outcome: Some("queued".into()),
+        });
+        execution.next_attempt_at_ms = None;
+        execution.claimed_by = None;
+        match engine.store.update_execution(&mut execution).await {
+            Ok(()) => return Ok(Outcome::Done),
+            // The job may have ended already (an agent was quick): read it again.
+            Err(StoreError::Stale) => {
+                match engine
+                    .store
+                    .get_execution(&execution.team, &execution.id)
+                    .await?
+                {
+                    Some(fresh)
+                        if fresh.status == ExecutionStatus::Pending
+                            && fresh.action.job_id.is_none() =>
+                    {
+                        execution = fresh;
+                    }
+                    _ => return Ok(Outcome::Done),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Stale.into())
+}
+
 async fn finish_without_attempt(
     engine: &Engine,
     mut execution: Execution,
@@ -340,10 +404,8 @@ async fn finish_without_attempt(
     execution.status = ExecutionStatus::Failed;
     execution.next_attempt_at_ms = None;
     execution.result = Some(ExecutionResult {
-        status_code: None,
-        body: None,
-        body_withheld: None,
         error: Some(reason),
+        ..ExecutionResult::default()
     });
     match engine.store.update_execution(&mut execution).await {
         Ok(()) | Err(StoreError::Stale) => Ok(Outcome::Done),

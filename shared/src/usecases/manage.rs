@@ -180,6 +180,9 @@ pub async fn check_references(engine: &Engine, team: &str, input: &AutomationInp
             .into());
         }
     }
+    if let Some(queue) = &refs.queue {
+        super::jobs::check_queue(engine, team, queue).await?;
+    }
     for name in &refs.secrets {
         if engine.secrets.get_secret(team, name).await?.is_none() {
             return Err(Invalid::new(
@@ -517,7 +520,10 @@ pub async fn retry_execution(
             execution.attempts.len()
         )));
     }
-    if !matches!(execution.action.kind.as_str(), "webhook" | "notification") {
+    if !matches!(
+        execution.action.kind.as_str(),
+        "webhook" | "notification" | "queue_job"
+    ) {
         return Err(Error::Conflict(format!(
             "execution {id} has a {} action; there is nothing to send",
             execution.action.kind
@@ -529,6 +535,8 @@ pub async fn retry_execution(
     execution.next_attempt_at_ms = None;
     execution.claimed_by = None;
     execution.round_start = execution.attempts.len();
+    // A job's execution enqueues a new job in the new round.
+    execution.action.job_id = None;
     engine.store.update_execution(&mut execution).await?;
     let message = ActionMessage {
         team: team.to_string(),

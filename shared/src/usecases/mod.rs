@@ -4,6 +4,7 @@ pub mod access;
 pub mod dispatch;
 pub mod evaluate;
 pub mod ingest;
+pub mod jobs;
 pub mod manage;
 pub mod preview;
 
@@ -13,8 +14,8 @@ use crate::delivery::guard::OutboundGuard;
 use crate::delivery::retry::RetrySchedule;
 use crate::domain::Invalid;
 use crate::ports::{
-    AccessStore, AutomationStore, Clock, MetricStore, Queue, QueueError, SecretStore, StoreError,
-    WebhookSender,
+    AccessStore, AutomationStore, Clock, JobStore, MetricStore, Queue, QueueError, SecretStore,
+    StoreError, WebhookSender,
 };
 
 /// Everything the use cases need, wired by a runtime.
@@ -25,6 +26,8 @@ pub struct Engine {
     pub access: Arc<dyn AccessStore>,
     /// The windows and cooldowns of run metrics.
     pub metrics: Arc<dyn MetricStore>,
+    /// Job queues and their jobs.
+    pub jobs: Arc<dyn JobStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub events: Arc<dyn Queue>,
     pub actions: Arc<dyn Queue>,
@@ -44,6 +47,18 @@ pub struct Settings {
     pub sole_instance: Option<String>,
     /// Requests a second (and burst) each key may send events with.
     pub ingest_limit: crate::domain::access::RateLimit,
+    /// How often a waiting claim looks for a job again.
+    pub claim_poll: ClaimPoll,
+}
+
+/// How often a waiting claim looks for a job again: on DynamoDB each look is two queries.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimPoll(pub std::time::Duration);
+
+impl Default for ClaimPoll {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(1))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

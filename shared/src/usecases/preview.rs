@@ -1,6 +1,8 @@
 //! Preview: whether an automation (saved, or a draft) would fire on an event, why not if
-//! not, and the exact request it would send, with every secret masked. The request is
-//! built by [`prepare`], as delivery builds it; nothing is sent or stored.
+//! not, and the exact request it would send, with every secret masked (for a `queue_job`
+//! action, the job it would enqueue). The request is built by [`prepare`], as delivery
+//! builds it, and the job by [`crate::actions::job::build`], as dispatch builds it; nothing
+//! is sent or stored.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -11,6 +13,7 @@ use super::manage::{check_references, get_automation, get_integration};
 use super::{Engine, Error, Result};
 use crate::domain::automation::{Automation, AutomationInput, Compiled, Mismatch};
 use crate::domain::event::{Event, EventInput};
+use crate::domain::execution::Execution;
 use crate::domain::ids::new_id;
 use crate::domain::metric::{MetricState, NewPoint, Watcher, read_value};
 use crate::domain::{Invalid, from_json};
@@ -107,6 +110,10 @@ pub async fn preview(engine: &Engine, team: &str, request: PreviewRequest) -> Re
         _ => new_execution(&event, &compiled.automation),
     };
     answer["execution_id"] = json!(execution.id);
+    if spec.action.kind == "queue_job" {
+        preview_job(engine, team, &execution, &mut answer).await?;
+        return Ok(answer);
+    }
     let Some(id) = &spec.action.integration else {
         answer["note"] = json!(format!("a {} action sends nothing", spec.action.kind));
         return Ok(answer);
@@ -149,6 +156,41 @@ pub async fn preview(engine: &Engine, team: &str, request: PreviewRequest) -> Re
         };
     }
     Ok(answer)
+}
+
+/// The job a `queue_job` execution would put on its queue, built as dispatch builds it.
+async fn preview_job(
+    engine: &Engine,
+    team: &str,
+    execution: &Execution,
+    answer: &mut Value,
+) -> Result<()> {
+    let now_ms = (engine.clock.now().unix_timestamp_nanos() / 1_000_000) as i64;
+    let job = match crate::actions::job::build(execution, now_ms) {
+        Ok(job) => job,
+        Err(reason) => {
+            answer["error"] = json!(reason);
+            return Ok(());
+        }
+    };
+    answer["action"]["queue"] = json!(job.queue);
+    answer["job"] = json!({
+        "id": job.id,
+        "queue": job.queue,
+        "job": job.job,
+        "overrides": job.overrides,
+        "event": job.event,
+        "execution_id": job.execution_id,
+        "max_attempts": job.max_attempts,
+        "lease_seconds": job.lease_seconds,
+    });
+    if engine.jobs.get_queue(team, &job.queue).await?.is_none() {
+        answer["error"] = json!(format!(
+            "queue {} no longer exists: an execution now would fail without a job",
+            job.queue
+        ));
+    }
+    Ok(())
 }
 
 /// The saved automation `id`, or the draft, checked as creating it would check it.

@@ -5,7 +5,7 @@ pub mod dynamodb;
 mod secrets_manager;
 mod sqs;
 
-pub use dynamodb::{DynamoAccess, DynamoMetrics, DynamoStore};
+pub use dynamodb::{DynamoAccess, DynamoJobs, DynamoMetrics, DynamoStore};
 pub use secrets_manager::SecretsManagerSecrets;
 pub use sqs::SqsQueue;
 

@@ -3,6 +3,7 @@
 //! matching automations, conditional writes.
 
 mod access;
+mod jobs;
 mod metrics;
 mod queue;
 mod secrets;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use access::SqliteAccess;
+pub use jobs::SqliteJobs;
 pub use metrics::SqliteMetrics;
 pub use queue::{LocalDeadLetters, SqliteQueue};
 pub use secrets::{SecretsKey, SqliteSecrets};
@@ -165,6 +167,7 @@ impl Database {
         // Commits never checkpoint (that is where the fsyncs are): `checkpoint` does.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(jobs::SCHEMA)?;
         migrate(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

@@ -11,7 +11,7 @@ use tempfile::TempDir;
 use time::OffsetDateTime;
 
 use super::{
-    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteMetrics, SqliteQueue,
+    Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteJobs, SqliteMetrics, SqliteQueue,
     SqliteSecrets, SqliteStore, SqliteTamper,
 };
 use crate::conformance::{self, ManualClock, QueueUnderTest};
@@ -82,6 +82,12 @@ async fn metrics_conform() {
     let clock = manual_clock();
     let metrics = SqliteMetrics::new(file.db.clone(), clock.clone());
     conformance::metrics_suite(Arc::new(metrics), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_conform() {
+    let file = DbFile::new();
+    conformance::jobs_suite(Arc::new(SqliteJobs::new(file.db.clone()))).await;
 }
 
 #[tokio::test]

@@ -8,6 +8,8 @@ mod dead_letters;
 mod events;
 mod executions;
 mod integrations;
+mod jobs;
+mod queues;
 mod secrets;
 mod teams;
 
@@ -99,7 +101,7 @@ const EVENTS_PATH: &str = "/v1/teams/{team}/events";
 
 /// Every route, with its handler.
 fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
-    use Access::{Admin, Operator, Read, Send};
+    use Access::{Admin, Operator, Read, Send, Work};
     let route = |method: Method, path: &'static str, access: Option<Access>, handler| {
         let spec = RouteSpec {
             method,
@@ -232,6 +234,54 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/v1/teams/{team}/executions/{id}/retry",
             Some(Admin),
             post(executions::retry),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/queues",
+            Some(Read),
+            get(queues::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/queues",
+            Some(Admin),
+            post(queues::create),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/teams/{team}/queues/{queue}",
+            Some(Admin),
+            delete(queues::delete),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/queues/{queue}/claim",
+            Some(Work),
+            post(queues::claim),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/queues/{queue}/jobs",
+            Some(Read),
+            get(queues::jobs),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/jobs/{id}",
+            Some(Read),
+            get(jobs::get),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/jobs/{id}/heartbeat",
+            Some(Work),
+            post(jobs::heartbeat),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/jobs/{id}/complete",
+            Some(Work),
+            post(jobs::complete),
         ),
         route(
             Method::GET,

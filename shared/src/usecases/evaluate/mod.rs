@@ -342,19 +342,24 @@ fn execution_with(
             let record = ActionRecord {
                 kind: "notification".into(),
                 integration: action.integration.clone(),
-                url: None,
-                payload: None,
-                payload_omitted: None,
+                ..ActionRecord::default()
+            };
+            (ExecutionStatus::Pending, template, record)
+        }
+        "queue_job" => {
+            let template = crate::actions::job::template(action);
+            // The job's overrides are rendered when it is enqueued, and shown then.
+            let record = ActionRecord {
+                kind: "queue_job".into(),
+                queue: action.queue.clone(),
+                ..ActionRecord::default()
             };
             (ExecutionStatus::Pending, template, record)
         }
         kind => {
             let record = ActionRecord {
                 kind: kind.to_string(),
-                integration: None,
-                url: None,
-                payload: None,
-                payload_omitted: None,
+                ..ActionRecord::default()
             };
             (ExecutionStatus::Finished, Value::Null, record)
         }

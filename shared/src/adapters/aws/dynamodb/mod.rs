@@ -11,16 +11,18 @@
 //! | execution | `TEAM#{team}` | `EXECUTION#{id}` | `by_automation`: `{team}#{automation}`, `{ms}#{id}` |
 //!
 //! Keys and the audit trail live in the same table ([`access`]), and so do the runs'
-//! metric windows ([`metrics`]).
+//! metric windows ([`metrics`]) and the job queues ([`jobs`]).
 //!
 //! Items keep the domain value as JSON in `body`; key attributes sit beside it. Unique
 //! names are lock items written in the same transaction; creates and updates are
 //! conditional writes.
 
 mod access;
+mod jobs;
 mod metrics;
 
 pub use access::{DynamoAccess, KEY_HASH};
+pub use jobs::{BY_QUEUE, DynamoJobs, QUEUE_KEY, QUEUE_SORT};
 pub use metrics::DynamoMetrics;
 
 use std::collections::{HashMap, HashSet};
@@ -221,11 +223,14 @@ impl DynamoStore {
                 attr(TRIGGER_SORT)?,
                 attr(AUTOMATION_KEY)?,
                 attr(AUTOMATION_SORT)?,
+                attr(QUEUE_KEY)?,
+                attr(QUEUE_SORT)?,
             ]))
             .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
             .key_schema(key(SORT_KEY, KeyType::Range)?)
             .global_secondary_indexes(index(BY_TRIGGER, TRIGGER_KEY, TRIGGER_SORT)?)
             .global_secondary_indexes(index(BY_AUTOMATION, AUTOMATION_KEY, AUTOMATION_SORT)?)
+            .global_secondary_indexes(index(BY_QUEUE, QUEUE_KEY, QUEUE_SORT)?)
             .send()
             .await
             .map_err(|e| backend("CreateTable", e))?;
