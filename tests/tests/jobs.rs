@@ -77,6 +77,28 @@ async fn an_alias_event_enqueues_one_job_that_an_agent_claims_and_completes() {
     let api = server.api();
     let (automation, agent) = evaluating(&api, json!({})).await;
 
+    // AND a preview shows the job it would enqueue, and enqueues nothing
+    let preview = api
+        .expect(
+            200,
+            "POST",
+            "/v1/teams/acme/automations/preview",
+            Some(json!({"automation_id": automation, "event": alias_event("p1", "v2")})),
+        )
+        .await;
+    assert_eq!(preview["would_fire"], true, "{preview}");
+    assert_eq!(preview["action"]["queue"], "gpu");
+    assert_eq!(preview["job"]["job"], "eval-resnet");
+    assert_eq!(
+        preview["job"]["overrides"]["model"],
+        "acme/model/resnet:production"
+    );
+    assert_eq!(preview["job"]["max_attempts"], 3);
+    let listed = api
+        .expect(200, "GET", "/v1/teams/acme/queues/gpu/jobs", None)
+        .await;
+    assert_eq!(listed["jobs"], json!([]), "a preview enqueues nothing");
+
     // WHEN the alias event comes, twice (a producer's retry under a new id would make a
     // second job; the same id is one event)
     api.events("acme", json!({"events": [alias_event("e1", "v3")]}))

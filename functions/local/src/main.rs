@@ -1,4 +1,7 @@
-//! `automations`: the whole engine in one process on embedded storage.
+//! `automations`: the whole engine in one process on embedded storage, and the agent that
+//! runs a queue's jobs on the team's own machines.
+
+mod agent;
 
 use std::fs;
 use std::io::Write;
@@ -40,7 +43,44 @@ enum Command {
         #[arg(long)]
         secrets_key_file: Option<PathBuf>,
     },
+    /// Run the jobs of a queue on this machine: claim one, run the command with the job on
+    /// its stdin, report its exit code and output; SIGTERM lets running jobs finish.
+    #[command(after_help = AGENT_EXAMPLE)]
+    Agent {
+        /// The queue whose jobs to run.
+        #[arg(long)]
+        queue: String,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        concurrency: u16,
+        /// The server's URL.
+        #[arg(long, env = "AUTOMATIONS_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An agent (or admin) key of the team.
+        #[arg(long, env = "AUTOMATIONS_KEY", hide_env_values = true)]
+        key: String,
+        /// The team whose queue it is.
+        #[arg(long, env = "AUTOMATIONS_TEAM")]
+        team: String,
+        /// The name this agent claims under [default: <host name>-<process id>].
+        #[arg(long)]
+        name: Option<String>,
+        /// Claim without waiting on the server, and look again after this many seconds
+        /// when no job was there [default: claims wait up to 20 s on the server].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        poll_interval: Option<u64>,
+        /// The command to run for each job, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
 }
+
+const AGENT_EXAMPLE: &str = "Example:
+  AUTOMATIONS_KEY=atm_… automations agent --team acme --queue gpu -- python eval.py
+
+For each job the command gets the job as JSON on stdin and in the file named by
+AUTOMATIONS_JOB_FILE, with AUTOMATIONS_JOB_ID and AUTOMATIONS_EXECUTION_ID set. Exit code 0
+finishes the job; any other fails it.";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -74,6 +114,25 @@ fn main() -> ExitCode {
             data_dir,
             secrets_key_file,
         } => runtime.block_on(serve(listen, data_dir, secrets_key_file)),
+        Command::Agent {
+            queue,
+            concurrency,
+            url,
+            key,
+            team,
+            name,
+            poll_interval,
+            command,
+        } => runtime.block_on(agent::run(agent::Options {
+            url,
+            key,
+            team,
+            queue,
+            concurrency: usize::from(concurrency),
+            name: name.unwrap_or_else(default_agent_name),
+            poll_interval: poll_interval.map(std::time::Duration::from_secs),
+            command,
+        })),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +141,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `<host name>-<process id>`: one name per agent process.
+fn default_agent_name() -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "agent".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 async fn serve(

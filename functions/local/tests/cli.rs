@@ -204,6 +204,45 @@ fn help_describes_serve() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("serve"));
 }
 
+#[test]
+fn the_agent_says_how_it_is_used_and_refuses_a_missing_command() {
+    let out = Command::new(BIN)
+        .args(["agent", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("automations agent --team acme --queue gpu -- python eval.py"));
+    assert!(help.contains("AUTOMATIONS_JOB_FILE"));
+    // A usage error exits 2, naming what is missing.
+    let out = Command::new(BIN)
+        .args([
+            "agent", "--queue", "gpu", "--team", "acme", "--key", "atm_x",
+        ])
+        .env_remove("AUTOMATIONS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("COMMAND"));
+    let out = Command::new(BIN)
+        .args([
+            "agent",
+            "--queue",
+            "gpu",
+            "--team",
+            "acme",
+            "--concurrency",
+            "0",
+            "--",
+            "true",
+        ])
+        .env("AUTOMATIONS_KEY", "atm_x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--concurrency"));
+}
+
 /// The log line that says which operator key is in force.
 fn key_source(logged: &[String]) -> &str {
     logged

@@ -30,6 +30,7 @@ pub async fn jobs_suite(store: Arc<dyn JobStore>) {
     the_last_expired_lease_fails_the_job(&*store).await;
     listings_by_status_are_newest_first_and_page(&*store).await;
     a_queue_is_deleted_only_once_its_jobs_ended(&*store).await;
+    the_largest_job_reads_back(&*store).await;
 }
 
 async fn queue(store: &dyn JobStore, team: &str, name: &str) {
@@ -539,4 +540,39 @@ async fn a_queue_is_deleted_only_once_its_jobs_ended(store: &dyn JobStore) {
         enqueue(store, &job("q-delete", "gpu", "d3", T0, 3)).await,
         Enqueued::NoQueue
     );
+}
+
+async fn the_largest_job_reads_back(store: &dyn JobStore) {
+    use crate::domain::job::MAX_OUTPUT_BYTES;
+    use crate::domain::limits::{MAX_EVENT_BYTES, MAX_RECORDED_PAYLOAD_BYTES};
+    // The largest overrides a rendering keeps, an event's variables as large as an event
+    // may be (its metadata), and the largest output a completion may report; escapes
+    // double some characters' size in JSON.
+    queue(store, "q-large", "gpu").await;
+    let mut big = job("q-large", "gpu", "big", T0, 3);
+    big.overrides = json!({"o": "\"".repeat(MAX_RECORDED_PAYLOAD_BYTES / 2 - 16)});
+    big.event = json!({"event_id": "e", "artifact_metadata": {"m": "x".repeat(MAX_EVENT_BYTES)}});
+    assert_eq!(enqueue(store, &big).await, Enqueued::Created);
+    claim(store, "q-large", "gpu", &"a".repeat(128), T0)
+        .await
+        .expect("the big job");
+    // Control characters take 6 bytes each in JSON, which the limit counts.
+    let output = "\u{7}".repeat(MAX_OUTPUT_BYTES / 6);
+    let completion = Completion {
+        output: Some(output.clone()),
+        ..done("FINISHED", Some(1), &"a".repeat(128))
+    };
+    let ended = complete_job(
+        store,
+        "q-large",
+        "big",
+        JobStatus::Finished,
+        &completion,
+        T0 + 1,
+    )
+    .await
+    .expect("the largest completion is stored");
+    assert_eq!(ended.output.as_deref(), Some(output.as_str()));
+    let stored = get(store, "q-large", "big").await;
+    assert_eq!(stored, ended, "the largest job reads back as written");
 }

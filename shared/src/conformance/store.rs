@@ -126,7 +126,7 @@ async fn the_largest_execution_accepted_is_stored_and_read_back(store: &dyn Auto
             job_id: Some("j".repeat(26)),
             status: Some("FAILED".into()),
             exit_code: Some(i64::MIN),
-            output: Some("o".repeat(crate::domain::job::RECORDED_OUTPUT_BYTES)),
+            output: Some("\u{7}".repeat(crate::domain::job::RECORDED_OUTPUT_BYTES / 6)),
         });
         let updated = store.update_execution(&mut execution).await;
         updated.expect("the largest execution could not be updated");

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::event::format_millis;
-use super::limits::truncate_start;
 use super::{Invalid, check_name};
 
 /// Attempts a job gets unless its action says otherwise.
@@ -207,16 +206,16 @@ impl Completion {
                 ));
             }
         };
-        if let Some(output) = &self.output
-            && output.len() > MAX_OUTPUT_BYTES
-        {
-            return Err(Invalid::new(
-                "output",
-                format!(
-                    "is {} bytes; at most {MAX_OUTPUT_BYTES} are kept: send the end of the output",
-                    output.len()
-                ),
-            ));
+        if let Some(output) = &self.output {
+            let len = json_text_len(output);
+            if len > MAX_OUTPUT_BYTES {
+                return Err(Invalid::new(
+                    "output",
+                    format!(
+                        "is {len} bytes as JSON; at most {MAX_OUTPUT_BYTES} are kept: send the end of the output"
+                    ),
+                ));
+            }
         }
         if let Some(agent) = &self.agent {
             check_agent("agent", agent)?;
@@ -489,8 +488,36 @@ impl Job {
     pub fn output_tail(&self) -> Option<String> {
         self.output
             .as_deref()
-            .map(|o| truncate_start(o, RECORDED_OUTPUT_BYTES).to_string())
+            .map(|o| json_tail(o, RECORDED_OUTPUT_BYTES).to_string())
     }
+}
+
+/// How many bytes `c` takes inside a JSON string.
+fn json_char_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
+}
+
+/// How many bytes `text` takes inside a JSON string: the size a limit on output counts, so
+/// that what is accepted fits where it is stored whatever it holds (a control character
+/// takes 6 bytes there).
+pub fn json_text_len(text: &str) -> usize {
+    text.chars().map(json_char_len).sum()
+}
+
+/// The longest end of `text` that takes at most `max` bytes inside a JSON string.
+pub fn json_tail(text: &str, max: usize) -> &str {
+    let mut len = 0;
+    for (at, c) in text.char_indices().rev() {
+        len += json_char_len(c);
+        if len > max {
+            return &text[at + c.len_utf8()..];
+        }
+    }
+    text
 }
 
 /// Why a queue holding open jobs is not deleted.
@@ -645,6 +672,31 @@ mod tests {
                 "action.lease_seconds"
             );
         }
+    }
+
+    #[test]
+    fn output_is_measured_as_json() {
+        for text in ["plain", "quote\" back\\ nl\n", "\u{1b}[31mred\u{7}", "é✓😀"] {
+            let json = serde_json::to_string(text).unwrap();
+            assert_eq!(json_text_len(text), json.len() - 2, "{text:?}");
+        }
+        let text = "ab\u{1b}cd";
+        assert_eq!(json_tail(text, 2), "cd");
+        assert_eq!(json_tail(text, 7), "cd", "the escape takes 6");
+        assert_eq!(json_tail(text, 8), "\u{1b}cd");
+        assert_eq!(json_tail(text, 100), text);
+        let wide = "😀😀";
+        assert_eq!(json_tail(wide, 5), "😀");
+        let mut completion = Completion {
+            status: "FINISHED".into(),
+            exit_code: None,
+            output: Some("\u{7}".repeat(MAX_OUTPUT_BYTES / 6 + 1)),
+            attempt: None,
+            agent: None,
+        };
+        assert_eq!(completion.validate().unwrap_err().field, "output");
+        completion.output = Some("\u{7}".repeat(MAX_OUTPUT_BYTES / 6));
+        assert_eq!(completion.validate(), Ok(JobStatus::Finished));
     }
 
     #[test]
