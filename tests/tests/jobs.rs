@@ -349,9 +349,22 @@ async fn a_lease_that_runs_out_goes_to_the_next_agent_until_the_attempts_are_spe
             .starts_with("lease expired: attempt 2 of 2"),
         "{failed}"
     );
-    // AND the queue, empty now, can be deleted
+    // AND the queue, empty now, can be deleted; an execution after that fails, saying why
     api.expect(204, "DELETE", "/v1/teams/acme/queues/gpu", None)
         .await;
+    api.events("acme", json!({"events": [alias_event("e2", "v4")]}))
+        .await;
+    let list = api
+        .wait_executions("acme", &automation, WAIT, |l| {
+            l.iter()
+                .any(|e| e["event"]["id"] == "e2" && e["status"] == "FAILED")
+        })
+        .await;
+    let orphan = list.iter().find(|e| e["event"]["id"] == "e2").unwrap();
+    assert_eq!(
+        orphan["result"]["error"], "queue gpu no longer exists in team acme",
+        "{orphan}"
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 //! Redelivered queue messages, driven through the use cases on the local runtime's real
-//! adapters: a redelivered event creates no second execution, and a redelivered action
-//! never sends a delivery that already succeeded.
+//! adapters: a redelivered event creates no second execution, a redelivered action never
+//! sends a delivery that already succeeded, and a queue_job's message enqueues one job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,4 +196,75 @@ async fn an_execution_with_as_many_attempts_as_it_keeps_is_not_retried_again() {
     let retried =
         manage::retry_execution(&f.engine, &Actor::operator(), "acme", &execution.id).await;
     assert_eq!(retried.unwrap().status, ExecutionStatus::Pending);
+}
+
+#[tokio::test]
+async fn a_queue_job_message_delivered_again_enqueues_one_job() {
+    // GIVEN a queue_job automation whose execution's first dispatch stopped after it put
+    // the job on the queue, before it recorded that (the job is there, the record not)
+    let receiver = Receiver::start().await;
+    let f = Fixture::new(&receiver).await;
+    shared::usecases::jobs::create_queue(
+        &f.engine,
+        &Actor::operator(),
+        "acme",
+        parse(json!({"name": "gpu"})),
+    )
+    .await
+    .unwrap();
+    let spec = json!({"name": "evaluate", "scope": {"type": "team"}, "event": {"type": "LINK_ARTIFACT"},
+                      "action": {"type": "queue_job", "queue": "gpu", "job": "eval"}});
+    let automation = manage::create_automation(&f.engine, &Actor::operator(), "acme", parse(spec))
+        .await
+        .unwrap();
+    evaluate(&Evaluator::new(f.engine.clone()), &f.event).await;
+    let execution = f
+        .engine
+        .store
+        .list_executions("acme", &automation.id, 10, None)
+        .await
+        .unwrap()
+        .into_items("acme")
+        .remove(0);
+    let job = shared::actions::job::build(&execution, 0).unwrap();
+    f.engine.jobs.enqueue(&job).await.unwrap();
+    let message = ActionMessage {
+        team: "acme".into(),
+        execution_id: execution.id.clone(),
+    };
+
+    // WHEN its message is dispatched, twice at once, and once more
+    let (a, b) = tokio::join!(dispatch(&f.engine, &message), dispatch(&f.engine, &message));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(dispatch(&f.engine, &message).await.unwrap(), Outcome::Done);
+
+    // THEN the queue holds one job, the execution's, recorded once and still pending
+    let jobs = f
+        .engine
+        .jobs
+        .list_jobs("acme", "gpu", None, 10, None)
+        .await
+        .unwrap()
+        .into_items("acme");
+    assert_eq!(jobs.len(), 1, "one job");
+    assert_eq!(jobs[0].id, job.id);
+    let execution = f
+        .engine
+        .store
+        .get_execution("acme", &execution.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(execution.status, ExecutionStatus::Pending);
+    assert_eq!(execution.action.job_id.as_deref(), Some(job.id.as_str()));
+    let outcomes: Vec<_> = execution
+        .attempts
+        .iter()
+        .map(|a| a.outcome.as_deref().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["queued"]);
+    // (nothing was sent to the webhook of the fixture's other automation's integration
+    // by these dispatches: they were of the job's execution only)
+    assert_eq!(receiver.count(), 0);
 }

@@ -120,7 +120,7 @@ pub async fn run(options: Options) -> Result<(), String> {
     };
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
-        if wait_for_signal().await.is_ok() {
+        if crate::wait_for_signal().await.is_ok() {
             stop_tx.send_replace(true);
         }
     });
@@ -473,16 +473,6 @@ impl Tail {
         let text = String::from_utf8_lossy(&bytes);
         shared::domain::job::json_tail(&text, OUTPUT_TAIL_BYTES).to_string()
     }
-}
-
-async fn wait_for_signal() -> Result<(), String> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        r = tokio::signal::ctrl_c() => r.map_err(|e| e.to_string())?,
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -203,6 +203,7 @@ async fn serve(
     Ok(())
 }
 
+/// Until SIGTERM or Ctrl-C.
 async fn wait_for_signal() -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     tokio::select! {

@@ -60,6 +60,10 @@ pub async fn dispatch(engine: &Engine, message: &ActionMessage) -> Result<Outcom
     if execution.status != ExecutionStatus::Pending {
         return Ok(Outcome::Done);
     }
+    // A job's execution waits for its job once it is enqueued: the job's end finishes it.
+    if execution.action.kind == "queue_job" && execution.action.job_id.is_some() {
+        return Ok(Outcome::Done);
+    }
     let now_ms = millis(engine);
     if let Some(not_now) = claim(engine, &mut execution, now_ms).await? {
         return Ok(not_now);
@@ -339,9 +343,7 @@ pub async fn prepare(
 /// and leaves the execution pending until the job ends
 /// ([`crate::usecases::jobs::finish_execution`]).
 async fn enqueue(engine: &Engine, mut execution: Execution) -> Result<Outcome> {
-    if execution.action.job_id.is_some() {
-        return Ok(Outcome::Done);
-    }
+    // The claim was made on a version without a job: no other dispatch enqueued it since.
     let now_ms = millis(engine);
     let job = match actions::job::build(&execution, now_ms) {
         Ok(job) => job,
