@@ -66,12 +66,17 @@ impl Agent {
 
     /// Sends SIGTERM, without waiting.
     pub fn signal_term(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`STOP`, `CONT`, …), without waiting.
+    pub fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("running");
         let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{name}"), &child.id().to_string()])
             .status()
-            .expect("kill -TERM");
-        assert!(status.success());
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
     }
 
     /// Waits up to `timeout` for the agent to exit; `None` if it is still running.

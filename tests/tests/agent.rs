@@ -67,7 +67,8 @@ async fn an_agent_runs_the_job_an_event_enqueued_and_its_execution_ends_with_the
     let script = r#"read -r job; echo "stdin:$job" | cut -c1-7
 echo "job=$AUTOMATIONS_JOB_ID execution=$AUTOMATIONS_EXECUTION_ID"
 grep -o eval-resnet "$AUTOMATIONS_JOB_FILE"
-echo "to stderr" >&2"#;
+echo "to stderr" >&2
+echo "key=${AUTOMATIONS_KEY:-none}""#;
     let mut agent = Agent::start(&server.base, &key, "gpu", &[], &["sh", "-c", script]);
 
     // WHEN an alias event comes
@@ -96,6 +97,10 @@ echo "to stderr" >&2"#;
     );
     assert!(output.contains("eval-resnet"), "the job file: {output}");
     assert!(output.contains("to stderr"), "{output}");
+    assert!(
+        output.contains("key=none"),
+        "the agent's key is not the job's: {output}"
+    );
     assert_eq!(job["status"], "FINISHED");
     assert_eq!(job["attempt"], 1);
     assert_eq!(
@@ -176,6 +181,59 @@ async fn a_killed_agent_s_job_goes_to_the_next_agent_after_its_lease_and_ends_on
         .map(|a| a["outcome"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, ["queued", "finished"], "ended once");
+}
+
+#[tokio::test]
+async fn an_agent_that_lost_its_lease_stops_its_command_and_reports_nothing() {
+    // GIVEN an agent running a job with a 10 s lease, frozen (SIGSTOP) past its lease while
+    // another agent takes the job
+    let server = Server::start(ServerOptions::default());
+    let api = server.api();
+    let (automation, key) = queue_with_agent_key(&api, 10).await;
+    let frozen = Agent::start(
+        &server.base,
+        &key,
+        "gpu",
+        &["--name", "box-1"],
+        &["sh", "-c", "echo first; sleep 60 & wait"],
+    );
+    api.events("acme", alias_event("e1")).await;
+    assert!(frozen.wait_for_log("first", WAIT).await, "{}", frozen.log());
+    frozen.signal("STOP");
+    let _other = Agent::start(
+        &server.base,
+        &key,
+        "gpu",
+        &["--name", "box-2", "--poll-interval", "1"],
+        &["sh", "-c", "echo second"],
+    );
+    let execution = ended(&api, &automation, "e1").await;
+    assert_eq!(execution["status"], "FINISHED");
+    assert!(
+        execution["result"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("second")
+    );
+
+    // WHEN the first agent wakes up
+    frozen.signal("CONT");
+
+    // THEN its next heartbeat learns the lease is lost: it stops its command (and what the
+    // command started) and reports nothing; the execution stays as the second agent left it
+    assert!(
+        frozen.wait_for_log("the lease was lost", WAIT).await,
+        "{}",
+        frozen.log()
+    );
+    let after = api.executions("acme", &automation).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0]["result"], execution["result"]);
+    let job = job_of(&api, &execution).await;
+    assert_eq!(
+        (job["attempt"].clone(), job["agent"].clone()),
+        (json!(2), json!("box-2"))
+    );
 }
 
 #[tokio::test]

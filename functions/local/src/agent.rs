@@ -61,17 +61,24 @@ struct Client {
 
 impl Client {
     async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value), CallError> {
+        self.post_within(path, body, None).await
+    }
+
+    /// [`Client::post`], giving up after `timeout` when one is given.
+    async fn post_within(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, Value), CallError> {
         let url = format!("{}/v1/teams/{}{path}", self.base, self.team);
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| {
-                CallError::Retry(format!("cannot reach {}: {}", self.base, error_chain(&e)))
-            })?;
+        let mut request = self.http.post(&url).bearer_auth(&self.key).json(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let response = request.send().await.map_err(|e| {
+            CallError::Retry(format!("cannot reach {}: {}", self.base, error_chain(&e)))
+        })?;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let value = serde_json::from_str(&text).unwrap_or(Value::Null);
@@ -119,9 +126,17 @@ pub async fn run(options: Options) -> Result<(), String> {
         team: options.team.clone(),
     };
     let (stop_tx, stop) = watch::channel(false);
+    let children = Children::default();
+    let watched = children.clone();
     tokio::spawn(async move {
         if crate::wait_for_signal().await.is_ok() {
             stop_tx.send_replace(true);
+        }
+        // A second signal: stop now, and the running commands with it.
+        if crate::wait_for_signal().await.is_ok() {
+            eprintln!("agent: a second signal; stopping the running commands and exiting now");
+            watched.kill_all();
+            std::process::exit(1);
         }
     });
     let options = Arc::new(options);
@@ -131,7 +146,7 @@ pub async fn run(options: Options) -> Result<(), String> {
         "agent {}: taking jobs of queue {} in team {} from {} ({} at a time)",
         options.name, options.queue, options.team, client.base, options.concurrency
     );
-    let refused = claim_loop(&client, &options, &slots, &mut running, stop).await;
+    let refused = claim_loop(&client, &options, &slots, &mut running, &children, stop).await;
     if !running.is_empty() {
         eprintln!(
             "agent {}: stopping; waiting for {} running job(s) to finish",
@@ -155,6 +170,7 @@ async fn claim_loop(
     options: &Arc<Options>,
     slots: &Arc<Semaphore>,
     running: &mut JoinSet<()>,
+    children: &Children,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Refused> {
     let mut backoff = Duration::from_secs(1);
@@ -187,13 +203,25 @@ async fn claim_loop(
                 }
                 backoff = Duration::from_secs(1);
                 let job = answer["job"].clone();
-                let (client, options) = (client.clone(), options.clone());
+                if !job["id"].is_string() {
+                    eprintln!(
+                        "agent {}: the server answered a claim without a job id: {answer}; trying again in {} s",
+                        options.name,
+                        backoff.as_secs()
+                    );
+                    drop(slot);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+                let (client, options, children) =
+                    (client.clone(), options.clone(), children.clone());
                 running.spawn(async move {
-                    run_job(&client, &options, job).await;
+                    run_job(&client, &options, &children, job).await;
                     drop(slot);
                 });
             }
-            Ok(_) => {
+            Ok((204, _)) => {
                 // 204: no job came within the wait.
                 if unreachable {
                     eprintln!("agent {}: the server answers again", options.name);
@@ -214,6 +242,21 @@ async fn claim_loop(
                     options.queue, refused.0
                 )));
             }
+            // Not an answer a claim gives (a 409, another 2xx): wait as for an error.
+            Ok((status, answer)) => {
+                let why = format!("the server answered a claim with {status}: {answer}");
+                eprintln!(
+                    "agent {}: {why}; trying again in {} s",
+                    options.name,
+                    backoff.as_secs()
+                );
+                drop(slot);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return None,
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
             Err(CallError::Retry(why)) => {
                 unreachable = true;
                 eprintln!(
@@ -232,7 +275,7 @@ async fn claim_loop(
 }
 
 /// Runs one job's command, heartbeating while it runs, and reports how it ended.
-async fn run_job(client: &Client, options: &Options, job: Value) {
+async fn run_job(client: &Client, options: &Options, children: &Children, job: Value) {
     let id = job["id"].as_str().unwrap_or_default().to_string();
     let attempt = job["attempt"].as_u64().unwrap_or_default();
     let lease = Duration::from_secs(job["lease_seconds"].as_u64().unwrap_or(600).max(3));
@@ -249,8 +292,7 @@ async fn run_job(client: &Client, options: &Options, job: Value) {
         lease / 3,
         lost_tx,
     ));
-    let outcome = run_command(&options.command, &job, &mut lost).await;
-    beats.abort();
+    let outcome = run_command(&options.command, &job, children, &mut lost).await;
     let (status, exit_code, output) = match outcome {
         Ran::Exited { code, output } => {
             let status = if code == Some(0) {
@@ -262,6 +304,7 @@ async fn run_job(client: &Client, options: &Options, job: Value) {
         }
         Ran::CouldNotStart(why) => ("FAILED", None, why),
         Ran::LeaseLost => {
+            beats.abort();
             eprintln!(
                 "agent {}: job {id}: the lease was lost (another agent has the job now); the command was stopped and nothing is reported",
                 options.name
@@ -273,7 +316,9 @@ async fn run_job(client: &Client, options: &Options, job: Value) {
     completion["status"] = json!(status);
     completion["exit_code"] = json!(exit_code);
     completion["output"] = json!(output);
+    // The lease is kept while the completion is tried.
     report(client, options, &id, &completion).await;
+    beats.abort();
     eprintln!(
         "agent {}: job {id} {status}{}",
         options.name,
@@ -330,7 +375,7 @@ async fn heartbeats(
 ) {
     loop {
         tokio::time::sleep(every).await;
-        match client.post(&path, &lease).await {
+        match client.post_within(&path, &lease, Some(every)).await {
             Ok((409, _)) | Err(CallError::Refused(_)) => {
                 lost.send_replace(true);
                 return;
@@ -376,7 +421,12 @@ impl Drop for JobFile {
 
 /// Runs the command for `job` until it exits, or until `lost` says the lease is gone (then
 /// it is stopped).
-async fn run_command(command: &[String], job: &Value, lost: &mut watch::Receiver<bool>) -> Ran {
+async fn run_command(
+    command: &[String],
+    job: &Value,
+    children: &Children,
+    lost: &mut watch::Receiver<bool>,
+) -> Ran {
     let file = match JobFile::write(job) {
         Ok(file) => file,
         Err(e) => return Ran::CouldNotStart(format!("cannot write the job file: {e}")),
@@ -389,15 +439,24 @@ async fn run_command(command: &[String], job: &Value, lost: &mut watch::Receiver
             "AUTOMATIONS_EXECUTION_ID",
             job["execution_id"].as_str().unwrap_or_default(),
         )
+        // The agent's key is not the job's: a command gets only the job.
+        .env_remove("AUTOMATIONS_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // A group of its own: a Ctrl-C meant for the agent lets the job finish, and a
+        // lost lease stops whatever the command started too.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
     {
         Ok(child) => child,
         Err(e) => return Ran::CouldNotStart(format!("cannot start {}: {e}", command[0])),
     };
+    let group = child.id();
+    if let Some(group) = group {
+        children.add(group);
+    }
     // The job on stdin; a command that does not read it is fine.
     if let Some(mut stdin) = child.stdin.take() {
         let bytes = job.to_string().into_bytes();
@@ -418,21 +477,88 @@ async fn run_command(command: &[String], job: &Value, lost: &mut watch::Receiver
         _ = lost.wait_for(|l| *l) => None,
     };
     let Some(status) = status else {
+        if let Some(group) = group {
+            kill_group(group);
+            children.remove(group);
+        }
         let _ignored = child.kill().await;
         return Ran::LeaseLost;
     };
-    while copies.join_next().await.is_some() {}
-    let output = tail.lock().map(|t| t.text()).unwrap_or_default();
+    if let Some(group) = group {
+        children.remove(group);
+    }
+    // What the command left running may hold its output open: read what comes within a
+    // few seconds, then report without the rest.
+    let drained = tokio::time::timeout(OUTPUT_DRAIN, async {
+        while copies.join_next().await.is_some() {}
+    })
+    .await;
+    let mut notes = Vec::new();
+    if drained.is_err() {
+        copies.abort_all();
+        notes.push(
+            "[the command exited; what it left running still held its output, which was not read further]"
+                .to_string(),
+        );
+    }
     match status {
-        Ok(status) => Ran::Exited {
-            code: status.code().map(i64::from),
-            output: match status.code() {
-                Some(_) => output,
-                None => format!("{output}\n[stopped by a signal: {status}]"),
-            },
-        },
+        Ok(status) => {
+            if status.code().is_none() {
+                notes.push(format!("[stopped by a signal: {status}]"));
+            }
+            let output = tail
+                .lock()
+                .map(|mut t| {
+                    for note in &notes {
+                        t.push(format!("\n{note}").as_bytes());
+                    }
+                    t.text()
+                })
+                .unwrap_or_default();
+            Ran::Exited {
+                code: status.code().map(i64::from),
+                output,
+            }
+        }
         Err(e) => Ran::CouldNotStart(format!("waiting for {}: {e}", command[0])),
     }
+}
+
+/// How long output is read after the command exited.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
+
+/// The process groups of the commands running now.
+#[derive(Clone, Default)]
+struct Children(Arc<Mutex<std::collections::HashSet<u32>>>);
+
+impl Children {
+    fn add(&self, group: u32) {
+        if let Ok(mut groups) = self.0.lock() {
+            groups.insert(group);
+        }
+    }
+
+    fn remove(&self, group: u32) {
+        if let Ok(mut groups) = self.0.lock() {
+            groups.remove(&group);
+        }
+    }
+
+    fn kill_all(&self) {
+        if let Ok(groups) = self.0.lock() {
+            for group in groups.iter() {
+                kill_group(*group);
+            }
+        }
+    }
+}
+
+/// SIGKILL to a command's process group: it and whatever it started.
+fn kill_group(group: u32) {
+    let _ignored = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Passes what the command prints through to the agent's own output, keeping the end.

@@ -86,10 +86,11 @@ async fn claim(
     agent: &str,
     now: i64,
 ) -> Option<Job> {
-    take_next(store, team, queue, agent, now)
-        .await
-        .unwrap_or_else(|e| panic!("claim on {team}/{queue}: {e}"))
-        .claimed
+    let taken = take_next(store, team, queue, Some(agent), now).await;
+    if let Some(e) = taken.error {
+        panic!("claim on {team}/{queue}: {e}");
+    }
+    taken.claimed
 }
 
 fn done(status: &str, attempt: Option<u64>, agent: &str) -> Completion {
@@ -396,9 +397,8 @@ async fn the_last_expired_lease_fails_the_job(store: &dyn JobStore) {
         .await
         .expect("attempt 2");
     assert_eq!(second.attempt, 2);
-    let taken = take_next(store, "q-max", "gpu", "box-3", T0 + 2 * LEASE_MS)
-        .await
-        .expect("a claim");
+    let taken = take_next(store, "q-max", "gpu", Some("box-3"), T0 + 2 * LEASE_MS).await;
+    assert!(taken.error.is_none(), "{:?}", taken.error);
     assert!(taken.claimed.is_none(), "no attempt is left");
     let failed: Vec<&str> = taken.expired.iter().map(|j| j.id.as_str()).collect();
     assert_eq!(
@@ -429,9 +429,8 @@ async fn the_last_expired_lease_fails_the_job(store: &dyn JobStore) {
         .await,
         Err(LeaseError::Lost(_))
     ));
-    let taken = take_next(store, "q-max", "gpu", "box-3", T0 + 3 * LEASE_MS)
-        .await
-        .expect("a claim");
+    let taken = take_next(store, "q-max", "gpu", Some("box-3"), T0 + 3 * LEASE_MS).await;
+    assert!(taken.error.is_none(), "{:?}", taken.error);
     assert!(
         taken.claimed.is_none() && taken.expired.is_empty(),
         "failed once"

@@ -384,6 +384,7 @@ async fn enqueue(engine: &Engine, mut execution: Execution) -> Result<Outcome> {
                 {
                     Some(fresh)
                         if fresh.status == ExecutionStatus::Pending
+                            && fresh.round_start == execution.round_start
                             && fresh.action.job_id.is_none() =>
                     {
                         execution = fresh;

@@ -44,17 +44,23 @@ impl From<LeaseError> for Error {
         match e {
             LeaseError::NotFound(id) => Error::NotFound(format!("job {id} does not exist")),
             LeaseError::Lost(lost) => Error::Conflict(lost.0),
+            // Raced past every retry: try again (a 409 would read as a lost lease).
+            LeaseError::Store(StoreError::Stale) => Error::Store(StoreError::Backend(
+                "the job was changed by many writers at once; try again".into(),
+            )),
             LeaseError::Store(e) => e.into(),
         }
     }
 }
 
 /// What one pass of a claim did: the job it leased, and the jobs whose last lease ran out,
-/// which it failed (their executions are to be finished).
+/// which it failed (their executions are to be finished), and the store's error if one
+/// ended the pass early (what it did before stands).
 #[derive(Debug, Default)]
 pub struct Taken {
     pub claimed: Option<Job>,
     pub expired: Vec<Job>,
+    pub error: Option<StoreError>,
 }
 
 // Queues
@@ -92,6 +98,9 @@ pub async fn queue(engine: &Engine, team: &str, name: &str) -> Result<JobQueue> 
 
 /// Deletes an empty queue; 409 while it holds pending or running jobs.
 pub async fn delete_queue(engine: &Engine, actor: &Actor, team: &str, name: &str) -> Result<()> {
+    if engine.jobs.get_queue(team, name).await?.is_some() {
+        expire_exhausted(engine, team, name).await?;
+    }
     if !engine.jobs.delete_queue(team, name).await? {
         return Err(Error::NotFound(format!(
             "queue {name} does not exist in team {team}"
@@ -111,6 +120,7 @@ pub async fn list_jobs(
     before: Option<&str>,
 ) -> Result<Listing<Job>> {
     queue(engine, team, queue_name).await?;
+    expire_exhausted(engine, team, queue_name).await?;
     Ok(engine
         .jobs
         .list_jobs(team, queue_name, status, limit, before)
@@ -141,10 +151,10 @@ pub async fn claim(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let now_ms = now_ms(engine);
-        let taken = take_next(&*engine.jobs, team, queue_name, agent, now_ms).await?;
-        for job in &taken.expired {
-            tracing::warn!(job = %job.id, queue = queue_name, attempts = job.attempt, "job failed: its last lease expired");
-            finish_execution(engine, job).await?;
+        let taken = take_next(&*engine.jobs, team, queue_name, Some(agent), now_ms).await;
+        finish_expired(engine, &taken.expired).await;
+        if let Some(e) = taken.error {
+            return Err(e.into());
         }
         if let Some(job) = taken.claimed {
             tracing::info!(job = %job.id, queue = queue_name, agent, attempt = job.attempt, "job claimed");
@@ -160,44 +170,77 @@ pub async fn claim(
 
 /// One pass of a claim at `now_ms`: leases the first open job that can be taken (a job
 /// another claim took first is passed over), failing on the way the ones whose last lease
-/// ran out.
+/// ran out. With no `agent`, it only fails those.
 pub async fn take_next(
     store: &dyn JobStore,
     team: &str,
     queue: &str,
-    agent: &str,
+    agent: Option<&str>,
     now_ms: i64,
-) -> Result<Taken, StoreError> {
+) -> Taken {
     let mut taken = Taken::default();
-    for mut job in store
+    let candidates = match store
         .claimable_jobs(team, queue, now_ms, CLAIM_CANDIDATES)
-        .await?
+        .await
     {
-        match job.claimable(now_ms) {
-            Claimable::Yes => {
+        Ok(candidates) => candidates,
+        Err(e) => {
+            taken.error = Some(e);
+            return taken;
+        }
+    };
+    for mut job in candidates {
+        let written = match (job.claimable(now_ms), agent) {
+            (Claimable::Yes, Some(agent)) => {
                 job.claim(agent, now_ms);
-                match store.update_job(&mut job).await {
-                    Ok(()) => {
-                        taken.claimed = Some(job);
-                        return Ok(taken);
-                    }
-                    Err(StoreError::Stale) => continue,
-                    Err(e) => return Err(e),
-                }
+                store.update_job(&mut job).await.map(|()| {
+                    taken.claimed = Some(job);
+                })
             }
-            Claimable::Exhausted => {
+            (Claimable::Exhausted, _) => {
                 job.expire(now_ms);
-                match store.update_job(&mut job).await {
-                    Ok(()) => taken.expired.push(job),
-                    Err(StoreError::Stale) => continue,
-                    Err(e) => return Err(e),
-                }
+                store.update_job(&mut job).await.map(|()| {
+                    taken.expired.push(job);
+                })
             }
-            // Seen through an index that lags: it is leased or ended now.
-            Claimable::No => continue,
+            // Seen through an index that lags (it is leased or ended now), or not to be
+            // claimed by this pass.
+            _ => continue,
+        };
+        match written {
+            Ok(()) if taken.claimed.is_some() => return taken,
+            // Another writer came first: the next candidate.
+            Ok(()) | Err(StoreError::Stale) => continue,
+            Err(e) => {
+                taken.error = Some(e);
+                return taken;
+            }
         }
     }
-    Ok(taken)
+    taken
+}
+
+/// Finishes the executions of jobs whose last lease ran out. One that cannot be written
+/// now is logged, and finished by a later look at the queue (a claim, a listing, a delete)
+/// only if its job is still open then: the job's end is kept, and says why.
+async fn finish_expired(engine: &Engine, expired: &[Job]) {
+    for job in expired {
+        tracing::warn!(job = %job.id, queue = %job.queue, attempts = job.attempt, "job failed: its last lease expired");
+        if let Err(e) = finish_execution(engine, job).await {
+            tracing::error!(job = %job.id, execution = %job.execution_id, error = %e, "the execution of a failed job could not be finished now");
+        }
+    }
+}
+
+/// Fails the queue's jobs whose last lease ran out, and finishes their executions: a queue
+/// no agent claims from any more still ends them (a listing and a delete look too).
+pub async fn expire_exhausted(engine: &Engine, team: &str, queue: &str) -> Result<()> {
+    let taken = take_next(&*engine.jobs, team, queue, None, now_ms(engine)).await;
+    finish_expired(engine, &taken.expired).await;
+    match taken.error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// Extends the job's lease, if `lease` still holds it.
@@ -240,7 +283,15 @@ pub async fn complete(
 ) -> Result<Job> {
     let status = completion.validate()?;
     let job = complete_job(&*engine.jobs, team, id, status, &completion, now_ms(engine)).await?;
-    finish_execution(engine, &job).await?;
+    // The job's end is kept; its execution is finished now, or by the agent's next try of
+    // this completion (a repeat answers as the first did, and finishes it then).
+    if let Err(e) = finish_execution(engine, &job).await {
+        tracing::error!(job = %job.id, execution = %job.execution_id, error = %e, "the execution of a completed job could not be finished now");
+        return Err(Error::Store(StoreError::Backend(
+            "the job ended, but its execution could not be updated now; send the completion again"
+                .into(),
+        )));
+    }
     tracing::info!(job = %job.id, status = job.status.as_str(), exit_code = job.exit_code, "job completed");
     Ok(job)
 }

@@ -351,14 +351,23 @@ impl JobStore for DynamoJobs {
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Listing<Job>> {
+        // The cursor's place in the index, from its item's key attribute: an item that
+        // cannot be decoded still has one. A cursor that names no job ends the listing.
         let beyond = match before {
             None => None,
-            Some(id) => match self.get_job(team, id).await {
-                Ok(Some(job)) => Some(job_sort(&job)),
-                // A cursor that names no job (or one that cannot be read) ends the listing.
-                Ok(None) | Err(StoreError::Unreadable(_)) => return Ok(Listing::default()),
-                Err(e) => return Err(e),
-            },
+            Some(id) => {
+                let item = get_item(
+                    &self.client,
+                    &self.table,
+                    team_pk(team),
+                    format!("JOB#{id}"),
+                )
+                .await?;
+                match item.as_ref().and_then(|item| item.get(QUEUE_SORT)) {
+                    Some(AttributeValue::S(sort)) => Some(sort.clone()),
+                    _ => return Ok(Listing::default()),
+                }
+            }
         };
         let statuses: Vec<JobStatus> = match status {
             Some(status) => vec![status],
