@@ -86,20 +86,8 @@ impl JobStore for SqliteJobs {
     }
 
     async fn get_queue(&self, team: &str, name: &str) -> StoreResult<Option<JobQueue>> {
-        let (team, name) = (team.to_string(), name.to_string());
-        let key = name.clone();
-        let body: Option<String> = self
-            .db
-            .call(move |c| {
-                Ok(
-                    c.prepare_cached("SELECT body FROM job_queues WHERE team = ?1 AND name = ?2")?
-                        .query_row([&team, &name], |r| r.get(0))
-                        .optional()?,
-                )
-            })
-            .await?;
-        body.map(|b| Unreadable::decode("queue", &key, &b).map_err(StoreError::Unreadable))
-            .transpose()
+        let sql = "SELECT body FROM job_queues WHERE team = ?1 AND name = ?2";
+        self.db.get_body("queue", sql, team, name).await
     }
 
     async fn list_queues(&self, team: &str) -> StoreResult<Listing<JobQueue>> {
@@ -194,20 +182,8 @@ impl JobStore for SqliteJobs {
     }
 
     async fn get_job(&self, team: &str, id: &str) -> StoreResult<Option<Job>> {
-        let (team, id) = (team.to_string(), id.to_string());
-        let key = id.clone();
-        let body: Option<String> = self
-            .db
-            .call(move |c| {
-                Ok(
-                    c.prepare_cached("SELECT body FROM jobs WHERE team = ?1 AND id = ?2")?
-                        .query_row([&team, &id], |r| r.get(0))
-                        .optional()?,
-                )
-            })
-            .await?;
-        body.map(|b| Unreadable::decode("job", &key, &b).map_err(StoreError::Unreadable))
-            .transpose()
+        let sql = "SELECT body FROM jobs WHERE team = ?1 AND id = ?2";
+        self.db.get_body("job", sql, team, id).await
     }
 
     async fn claimable_jobs(

@@ -209,6 +209,32 @@ impl Database {
     }
 }
 
+impl Database {
+    /// The item `kind` whose JSON body `sql` selects by `(team, key)` (`?1`, `?2`), decoded;
+    /// one that cannot be decoded is `Unreadable`.
+    pub(crate) async fn get_body<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &'static str,
+        sql: &'static str,
+        team: &str,
+        key: &str,
+    ) -> crate::ports::StoreResult<Option<T>> {
+        use rusqlite::OptionalExtension;
+        let (team, id) = (team.to_string(), key.to_string());
+        let body: Option<String> = self
+            .call(move |c| {
+                Ok(c.prepare_cached(sql)?
+                    .query_row([&team, &id], |r| r.get(0))
+                    .optional()?)
+            })
+            .await?;
+        body.map(|b| {
+            crate::ports::Unreadable::decode(kind, key, &b).map_err(StoreError::Unreadable)
+        })
+        .transpose()
+    }
+}
+
 /// Brings a database made by an earlier version up to the schema: columns added since.
 fn migrate(conn: &Connection) -> Result<(), DbError> {
     let columns = conn

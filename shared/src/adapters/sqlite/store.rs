@@ -430,19 +430,8 @@ impl AutomationStore for SqliteStore {
     }
 
     async fn get_execution(&self, team: &str, id: &str) -> StoreResult<Option<Execution>> {
-        let (team, id) = (team.to_string(), id.to_string());
-        let key = id.clone();
-        let body: Option<String> = self
-            .db
-            .call(move |c| {
-                Ok(
-                    c.prepare_cached("SELECT body FROM executions WHERE team = ?1 AND id = ?2")?
-                        .query_row([&team, &id], |r| r.get(0))
-                        .optional()?,
-                )
-            })
-            .await?;
-        body.map(|b| decode("execution", &key, &b)).transpose()
+        let sql = "SELECT body FROM executions WHERE team = ?1 AND id = ?2";
+        self.db.get_body("execution", sql, team, id).await
     }
 
     async fn update_execution(&self, execution: &mut Execution) -> StoreResult<()> {
