@@ -394,6 +394,14 @@ async fn queue_attribute(sqs: &aws_sdk_sqs::Client, url: &str, name: &str) -> St
         .unwrap_or_else(|| panic!("{url} has no {name}"))
 }
 
+/// The JSON body of a router's response.
+async fn json_of(response: axum::response::Response) -> serde_json::Value {
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
 /// Creates an integration of team acme, as its operator.
 async fn integration_of(
     api: &shared::usecases::Engine,
@@ -687,12 +695,7 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     let request = api_gateway_request("POST", "/v1/teams/acme/api-keys", &key, &grant);
     let granted = api_router.clone().oneshot(request).await.unwrap();
     assert_eq!(granted.status(), 201);
-    let granted: serde_json::Value = serde_json::from_slice(
-        &axum::body::to_bytes(granted.into_body(), 1 << 20)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let granted = json_of(granted).await;
     let job_key = granted["key"].as_str().unwrap().to_string();
 
     // AND with it, an event goes through ingest, evaluate and dispatch
@@ -794,12 +797,7 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     let request = api_gateway_request("POST", "/v1/teams/acme/api-keys", &key, &grant);
     let agent = api_router.clone().oneshot(request).await.unwrap();
     assert_eq!(agent.status(), 201);
-    let agent: serde_json::Value = serde_json::from_slice(
-        &axum::body::to_bytes(agent.into_body(), 1 << 20)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let agent = json_of(agent).await;
     let agent_key = agent["key"].as_str().unwrap().to_string();
     let claim = json!({"agent": "gpu-box", "wait_seconds": 1});
     let request = api_gateway_request(
@@ -810,12 +808,7 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     );
     let claimed = api_router.clone().oneshot(request).await.unwrap();
     assert_eq!(claimed.status(), 200);
-    let claimed: serde_json::Value = serde_json::from_slice(
-        &axum::body::to_bytes(claimed.into_body(), 1 << 20)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let claimed = json_of(claimed).await;
     let job = &claimed["job"];
     assert_eq!(
         job["overrides"],
