@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
 # Runs every test. The AWS adapters are tested against moto's server, installed here into
 # .venv on first use; the tests start it themselves unless AWS_ENDPOINT_URL names one.
+# Then the Python client's tests (clients/python/tests) run with pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/moto_server ]; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
 fi
+# The Python client's tests (pytest, in .venv-client) run against the binary cargo builds.
+if [ ! -x .venv-client/bin/pytest ]; then
+    python3 -m venv .venv-client
+    .venv-client/bin/pip install --quiet --disable-pip-version-check 'pytest>=8,<10'
+fi
+.venv-client/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./clients/python
 # The property tests (shared/tests/properties.rs) try this many inputs each (~35 s in all).
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+# (with a filter for cargo, only the Rust tests run)
+if [ "$#" -eq 0 ]; then
+    echo "== clients/python (pytest against target/debug/automations)"
+    (cd clients/python && AUTOMATIONS_BIN="$PWD/../../target/debug/automations" \
+        ../../.venv-client/bin/python -m pytest -q -p no:cacheprovider tests)
+fi

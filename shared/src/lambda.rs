@@ -60,12 +60,14 @@ pub fn engine(config: &LambdaConfig, sdk: &aws_config::SdkConfig) -> Result<Engi
     let sender = GuardedClient::new(config.settings.guard.clone(), DEFAULT_TIMEOUT)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let store = Arc::new(DynamoStore::new(
+        dynamodb.clone(),
+        &config.table,
+        clock.clone(),
+    ));
     Ok(Engine {
-        store: Arc::new(DynamoStore::new(
-            dynamodb.clone(),
-            &config.table,
-            clock.clone(),
-        )),
+        store: store.clone(),
+        sources: store,
         access: Arc::new(CachedKeys::new(
             DynamoAccess::new(dynamodb.clone(), &config.table, clock.clone()),
             KEYS_CACHE_TTL,

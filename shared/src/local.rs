@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::adapters::cached_keys::{CachedKeys, KEYS_CACHE_TTL};
 use crate::adapters::sqlite::{
     Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteJobs, SqliteMetrics, SqliteQueue,
-    SqliteSecrets, SqliteStore, private_file,
+    SqliteSecrets, SqliteSources, SqliteStore, private_file,
 };
 use crate::delivery::client::{DEFAULT_TIMEOUT, GuardedClient};
 use crate::domain::event::Event;
@@ -90,6 +90,7 @@ impl LocalRuntime {
             )),
             metrics: Arc::new(SqliteMetrics::new(db.clone(), clock.clone())),
             jobs: Arc::new(SqliteJobs::new(db.clone())),
+            sources: Arc::new(SqliteSources::new(db.clone())),
             secrets: Arc::new(SqliteSecrets::new(db.clone(), &key, clock.clone())),
             events: events.clone(),
             actions: actions.clone(),

@@ -15,6 +15,7 @@ use crate::domain::execution::Execution;
 use crate::domain::integration::Integration;
 use crate::domain::job::{Job, JobQueue, JobStatus};
 use crate::domain::metric::MetricState;
+use crate::domain::source::Source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -299,6 +300,18 @@ pub trait JobStore: Send + Sync {
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Listing<Job>>;
+}
+
+/// The teams' sources: other systems whose webhooks become events.
+#[async_trait]
+pub trait SourceStore: Send + Sync {
+    /// Fails with `Conflict` when the team has a source of that name.
+    async fn create_source(&self, source: &Source) -> StoreResult<()>;
+    async fn get_source(&self, team: &str, id: &str) -> StoreResult<Option<Source>>;
+    /// A team's sources, by id (oldest first).
+    async fn list_sources(&self, team: &str) -> StoreResult<Listing<Source>>;
+    /// `false` when the team has no such source.
+    async fn delete_source(&self, team: &str, id: &str) -> StoreResult<bool>;
 }
 
 /// How fresh a key lookup must be.

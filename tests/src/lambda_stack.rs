@@ -101,14 +101,33 @@ pub fn api_gateway_request(
     key: &str,
     body: &serde_json::Value,
 ) -> lambda_http::Request {
+    let headers = [
+        ("authorization", format!("Bearer {key}")),
+        ("content-type", "application/json".to_string()),
+    ];
+    api_gateway_raw(method, path, &headers, &body.to_string())
+}
+
+/// An API Gateway (HTTP API, payload 2.0) request with these headers and this body, as
+/// sent.
+pub fn api_gateway_raw(
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> lambda_http::Request {
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), json!(value)))
+        .collect();
     let event = json!({
         "version": "2.0", "routeKey": format!("{method} /v1/teams/{{team}}/events"), "rawPath": path, "rawQueryString": "",
-        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json"},
+        "headers": headers,
         "requestContext": {"accountId": "123456789012", "apiId": "api", "domainName": "api.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "api", "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
             "userAgent": "test"}, "requestId": "r1", "routeKey": "POST /v1/teams/{team}/events", "stage": "$default",
             "time": "23/Nov/2026:18:00:00 +0000", "timeEpoch": 1795460400000_i64},
-        "body": body.to_string(), "isBase64Encoded": false
+        "body": body, "isBase64Encoded": false
     });
     lambda_http::request::from_str(&event.to_string()).expect("an API Gateway v2 request")
 }

@@ -100,3 +100,12 @@ async fn dynamodb_jobs_conform() {
     DynamoStore::create_table(&client, &table).await.unwrap();
     conformance::jobs_suite(Arc::new(DynamoJobs::new(client, table))).await;
 }
+
+#[tokio::test]
+async fn dynamodb_sources_conform() {
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config().await);
+    let table = format!("conformance-sources-{}", std::process::id());
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+    conformance::sources_suite(&DynamoStore::new(client, table, clock)).await;
+}

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use automations_tests::lambda_stack::{api_gateway_request, drive};
+use automations_tests::lambda_stack::{api_gateway_raw, api_gateway_request, drive};
 use automations_tests::request_counter::RequestCounter;
 use automations_tests::{Receiver, moto};
 use aws_sdk_cloudformation::types::Capability;
@@ -28,10 +28,11 @@ use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
 use shared::delivery::retry::RetrySchedule;
 use shared::domain::access::Actor;
 use shared::domain::from_json;
+use shared::domain::source::mlflow;
 use shared::http::{AppState, Surface, router_for};
 use shared::lambda::{LambdaConfig, dispatch_records, engine, evaluate_records, operator_key};
 use shared::usecases::evaluate::Evaluator;
-use shared::usecases::{jobs, manage};
+use shared::usecases::{jobs, manage, sources};
 use tower::ServiceExt;
 
 /// The variables DESIGN.md's AWS runtime contract gives every function, and no others.
@@ -590,10 +591,22 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     assert_eq!(indexes, expected);
 
     // AND the HTTP API routes events to ingest and everything else to api
-    let ingest_routes = deployed.events("IngestFunction", "HttpApi");
-    assert_eq!(ingest_routes.len(), 1);
-    assert_eq!(ingest_routes[0]["Path"], "/v1/teams/{team}/events");
-    assert_eq!(ingest_routes[0]["Method"], "POST");
+    // (exactly the routes the code serves on the ingest surface: events, sources' deliveries)
+    let ingest_routes: BTreeSet<(String, String)> = deployed
+        .events("IngestFunction", "HttpApi")
+        .iter()
+        .map(|r| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (text(&r["Method"]), text(&r["Path"]))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = shared::http::routes()
+        .into_iter()
+        .filter(|r| r.served_by(Surface::Ingest))
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(ingest_routes, served);
+    assert_eq!(served.len(), 2);
     let api_routes = deployed.events("ApiFunction", "HttpApi");
     assert!(
         api_routes
@@ -684,6 +697,25 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     let spec = json!({"name": "nan-loss", "scope": {"type": "project", "name": "detector"},
         "event": {"type": "RUN_METRIC_NAN", "metric": "loss"}, "action": {"type": "no_op"}});
     let nan_automation = automation_of(&api, spec).await;
+    // (and an MLflow source, whose deliveries the ingest function checks with a team secret)
+    manage::put_secret(
+        &api,
+        &Actor::operator(),
+        "acme",
+        "MLFLOW_SIGNING",
+        "mlflow-webhook-secret".into(),
+    )
+    .await
+    .unwrap();
+    let source = json!({"type": "mlflow", "name": "mlflow-prod", "signing_secret": "MLFLOW_SIGNING", "registry": "mlflow"});
+    let source =
+        sources::create_source(&api, &Actor::operator(), "acme", from_json(source).unwrap())
+            .await
+            .unwrap();
+    let spec = json!({"name": "mlflow-linked", "scope": {"type": "registry", "name": "mlflow"},
+        "event": {"type": "LINK_ARTIFACT", "filter": {"artifact.collection": "My Model"}},
+        "action": {"type": "no_op"}});
+    let mlflow_automation = automation_of(&api, spec).await;
     receiver.script(&[(503, "busy")]);
 
     // AND the api function grants a training job an ingest key
@@ -710,7 +742,35 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     let points = json!({"id": "m1", "event_type": "RUN_METRICS", "project": "detector",
         "run": {"id": "r1"}, "step": 7, "metrics": {"loss": "NaN", "acc": 0.5}});
     let request = api_gateway_request("POST", "/v1/teams/acme/events", &job_key, &points);
-    assert_eq!(ingest.oneshot(request).await.unwrap().status(), 202);
+    assert_eq!(ingest.clone().oneshot(request).await.unwrap().status(), 202);
+    // (and an MLflow delivery, with no key: refused when not signed by the source's
+    // secret, taken when it is)
+    let delivery = r#"{"entity": "model_version", "action": "created", "timestamp": "2026-12-02T12:39:58.642076+00:00", "data": {"name": "My Model", "version": "3", "source": "s3://models/3", "run_id": null, "tags": {}, "description": null}}"#;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+    let signed = |secret: &str| {
+        let signature = mlflow::signature(secret, "d-1", &now, delivery.as_bytes());
+        let headers = [
+            ("content-type", "application/json".to_string()),
+            ("x-mlflow-delivery-id", "d-1".to_string()),
+            ("x-mlflow-timestamp", now.clone()),
+            ("x-mlflow-signature", signature),
+        ];
+        api_gateway_raw("POST", &source.receive_path(), &headers, delivery)
+    };
+    let refused = ingest
+        .clone()
+        .oneshot(signed("not-the-secret"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        ingest
+            .oneshot(signed("mlflow-webhook-secret"))
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     let events = SqsQueue::new(sqs.clone(), &configs["EvaluateFunction"].events_queue_url);
     let evaluator = Evaluator::new(engines["EvaluateFunction"].clone());
     let mut evaluated = 0;
@@ -721,11 +781,19 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         .await;
         assert!(response.batch_item_failures.is_empty());
         evaluated += got;
-        if evaluated == 2 {
+        if evaluated == 3 {
             break;
         }
     }
-    assert_eq!(evaluated, 2);
+    assert_eq!(evaluated, 3);
+    let linked = api
+        .store
+        .list_executions("acme", &mlflow_automation.id, 10, None)
+        .await
+        .unwrap()
+        .into_items("acme");
+    assert_eq!(linked.len(), 1, "the MLflow delivery fired its automation");
+    assert_eq!(linked[0].vars["artifact_version"], "models:/My Model/3");
     let fired = api
         .store
         .list_executions("acme", &nan_automation.id, 10, None)

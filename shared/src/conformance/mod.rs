@@ -15,6 +15,7 @@ mod jobs;
 mod metrics;
 mod queue;
 mod secrets;
+mod sources;
 mod store;
 
 use std::sync::{Mutex, PoisonError};
@@ -29,6 +30,7 @@ pub use jobs::jobs_suite;
 pub use metrics::metrics_suite;
 pub use queue::{QueueUnderTest, queue_suite};
 pub use secrets::secrets_suite;
+pub use sources::sources_suite;
 pub use store::{Tamper, store_suite, unreadable_json};
 
 /// A clock that moves only when told to.

@@ -13,7 +13,7 @@ use super::limits::{
 };
 use super::metric::MetricTrigger;
 use super::template;
-use super::{Invalid, check_name};
+use super::{Invalid, check_collection, check_name};
 
 /// The scope key of automations that see every project and registry of their team.
 pub const TEAM_SCOPE_KEY: &str = "team";
@@ -57,7 +57,7 @@ impl Scope {
         if let Scope::Project { name, collection } | Scope::Registry { name, collection } = self {
             check_name("scope.name", name)?;
             if let Some(c) = collection {
-                check_name("scope.collection", c)?;
+                check_collection("scope.collection", c)?;
             }
         }
         Ok(())

@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::limits::{MAX_DEPTH, MAX_EVENT_BYTES, check_levels, depth, json_len};
 use super::metric::{check_metric_name, read_value};
-use super::{Invalid, check_name};
+use super::{Invalid, check_collection, check_name};
 
 /// Largest batch accepted in one request.
 pub const MAX_BATCH: usize = 1000;
@@ -243,7 +243,7 @@ impl EventInput {
                     format!("missing: {} events need an artifact", event_type.as_str()),
                 )
             })?;
-            check_name("artifact.collection", &artifact.collection)?;
+            check_collection("artifact.collection", &artifact.collection)?;
             check_text("artifact.version", &artifact.version, 128)?;
             for (field, value) in [
                 ("artifact.type", &artifact.kind),

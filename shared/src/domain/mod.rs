@@ -10,6 +10,7 @@ pub mod integration;
 pub mod job;
 pub mod limits;
 pub mod metric;
+pub mod source;
 pub mod template;
 
 use serde::Serialize;
@@ -60,6 +61,28 @@ pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Re
             None => Invalid::new(path, message),
         }
     })
+}
+
+/// The longest collection name, in bytes.
+pub const MAX_COLLECTION_BYTES: usize = 1024;
+
+/// Checks a collection name: 1 to 1,024 bytes, not only whitespace, any characters
+/// otherwise. The rule is MLflow's for registered model names (which may hold spaces,
+/// `%`, `?`, any script, even tabs and newlines; MLflow refuses `/` and `:`, which are
+/// allowed here), so that every model name becomes a collection exactly as MLflow spells
+/// it, and a filter matches it as written. A collection never appears in a key's
+/// delimiters or a URL path, so no character of it can change a lookup.
+pub fn check_collection(field: &str, value: &str) -> Result<(), Invalid> {
+    if value.trim().is_empty() {
+        Err(Invalid::new(field, "must not be empty or only whitespace"))
+    } else if value.len() > MAX_COLLECTION_BYTES {
+        Err(Invalid::new(
+            field,
+            format!("longer than {MAX_COLLECTION_BYTES} bytes"),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// A byte names may hold: letters, digits, `.`, `_` and `-`.

@@ -83,6 +83,32 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A body as its bytes, of at most [`MAX_BODY_BYTES`], for a route that checks a signature
+/// over exactly what was sent.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("the body could not be read: {e}"),
+                )
+            }
+        })?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        Ok(RawBody(bytes))
+    }
+}
+
 /// The body as a JSON object.
 pub fn object(body: Value) -> ApiResult<Map<String, Value>> {
     match body {

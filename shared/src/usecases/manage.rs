@@ -477,6 +477,16 @@ pub async fn delete_secret(engine: &Engine, actor: &Actor, team: &str, name: &st
             })
             .map(|a| format!("automation {}", a.spec.name)),
     );
+    users.extend(
+        engine
+            .sources
+            .list_sources(team)
+            .await?
+            .into_items(team)
+            .into_iter()
+            .filter(|s| s.kind.signing_secret() == name)
+            .map(|s| format!("source {}", s.name)),
+    );
     if !users.is_empty() {
         return Err(Error::Conflict(format!(
             "secret {name} is used by {}; change them first",

@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod manage;
 pub mod preview;
+pub mod sources;
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::delivery::retry::RetrySchedule;
 use crate::domain::Invalid;
 use crate::ports::{
     AccessStore, AutomationStore, Clock, JobStore, MetricStore, Queue, QueueError, SecretStore,
-    StoreError, WebhookSender,
+    SourceStore, StoreError, WebhookSender,
 };
 
 /// Everything the use cases need, wired by a runtime.
@@ -28,6 +29,8 @@ pub struct Engine {
     pub metrics: Arc<dyn MetricStore>,
     /// Job queues and their jobs.
     pub jobs: Arc<dyn JobStore>,
+    /// Other systems whose webhooks become events.
+    pub sources: Arc<dyn SourceStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub events: Arc<dyn Queue>,
     pub actions: Arc<dyn Queue>,

@@ -7,6 +7,7 @@ mod jobs;
 mod metrics;
 mod queue;
 mod secrets;
+mod sources;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ pub use jobs::SqliteJobs;
 pub use metrics::SqliteMetrics;
 pub use queue::{LocalDeadLetters, SqliteQueue};
 pub use secrets::{SecretsKey, SqliteSecrets};
+pub use sources::SqliteSources;
 pub use store::SqliteStore;
 
 use crate::ports::{QueueError, StoreError};
@@ -168,6 +170,7 @@ impl Database {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(jobs::SCHEMA)?;
+        conn.execute_batch(sources::SCHEMA)?;
         migrate(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),

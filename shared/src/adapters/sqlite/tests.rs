@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::{
     Database, LocalDeadLetters, SecretsKey, SqliteAccess, SqliteJobs, SqliteMetrics, SqliteQueue,
-    SqliteSecrets, SqliteStore, SqliteTamper,
+    SqliteSecrets, SqliteSources, SqliteStore, SqliteTamper,
 };
 use crate::conformance::{self, ManualClock, QueueUnderTest};
 use crate::ports::{Clock, DeadLetters, Queue, SecretStore, SecretValue, SystemClock};
@@ -88,6 +88,12 @@ async fn metrics_conform() {
 async fn jobs_conform() {
     let file = DbFile::new();
     conformance::jobs_suite(Arc::new(SqliteJobs::new(file.db.clone()))).await;
+}
+
+#[tokio::test]
+async fn sources_conform() {
+    let file = DbFile::new();
+    conformance::sources_suite(&SqliteSources::new(file.db.clone())).await;
 }
 
 #[tokio::test]

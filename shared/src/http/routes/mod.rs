@@ -1,5 +1,6 @@
 //! Routes of the API, one file per resource, and who may use each. Every route but
-//! `/healthz` needs a Bearer key: the operator's, or a team key whose role allows it.
+//! `/healthz` and a source's receive path (whose deliveries are signed) needs a Bearer
+//! key: the operator's, or a team key whose role allows it.
 
 mod api_keys;
 mod audit;
@@ -11,6 +12,7 @@ mod integrations;
 mod jobs;
 mod queues;
 mod secrets;
+mod sources;
 mod teams;
 
 use std::sync::Arc;
@@ -88,7 +90,8 @@ impl RouteSpec {
     /// Whether `surface` serves this route: the ingest function the events route, the api
     /// function the others.
     pub fn served_by(&self, surface: Surface) -> bool {
-        let events = self.path == EVENTS_PATH;
+        // Both take what producers send: events, and other systems' webhooks.
+        let events = self.path == EVENTS_PATH || self.path == RECEIVE_PATH;
         match surface {
             Surface::All => true,
             Surface::Ingest => events,
@@ -98,6 +101,8 @@ impl RouteSpec {
 }
 
 const EVENTS_PATH: &str = "/v1/teams/{team}/events";
+/// Where a source's system sends its webhooks: no key, a signature.
+const RECEIVE_PATH: &str = "/v1/teams/{team}/sources/{id}/receive";
 
 /// Every route, with its handler.
 fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
@@ -285,6 +290,31 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         route(
             Method::GET,
+            "/v1/teams/{team}/sources",
+            Some(Read),
+            get(sources::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/sources",
+            Some(Admin),
+            post(sources::create),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/sources/{id}",
+            Some(Read),
+            get(sources::get),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/teams/{team}/sources/{id}",
+            Some(Admin),
+            delete(sources::delete),
+        ),
+        route(Method::POST, RECEIVE_PATH, None, post(sources::receive)),
+        route(
+            Method::GET,
             "/v1/teams/{team}/api-keys",
             Some(Admin),
             get(api_keys::list),
@@ -413,22 +443,28 @@ async fn authorize(
     if access == Access::Send
         && let Err(wait) = state.ingest_limiter.take(&caller.bucket())
     {
-        let seconds = retry_after_seconds(wait);
-        let mut response = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "this key sent events faster than its limit; nothing of this request was accepted; send it again in {seconds} s"
-            ),
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return response;
+        return rate_limited(
+            wait,
+            "this key sent events faster than its limit; nothing of this request was accepted",
+        );
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// A 429 saying what went over its limit, with `Retry-After`.
+fn rate_limited(wait: std::time::Duration, what: &str) -> Response {
+    let seconds = retry_after_seconds(wait);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!("{what}; send it again in {seconds} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).

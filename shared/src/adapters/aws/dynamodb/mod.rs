@@ -7,6 +7,7 @@
 //! | automation | `TEAM#{team}` | `AUTOMATION#{id}` | `by_trigger`: `{team}#{event type}#{scope}`, id; `coll` |
 //! | automation name lock | `TEAM#{team}` | `AUTOMATION_NAME#{name}` | |
 //! | integration (and its name lock) | `TEAM#{team}` | `INTEGRATION#{id}` (`INTEGRATION_NAME#{name}`) | |
+//! | source (and its name lock) | `TEAM#{team}` | `SOURCE#{id}` (`SOURCE_NAME#{name}`) | |
 //! | seen event | `TEAM#{team}` | `EVENT#{id}` | TTL `expires_at` |
 //! | execution | `TEAM#{team}` | `EXECUTION#{id}` | `by_automation`: `{team}#{automation}`, `{ms}#{id}` |
 //!
@@ -20,6 +21,7 @@
 mod access;
 mod jobs;
 mod metrics;
+mod sources;
 
 pub use access::{DynamoAccess, KEY_HASH};
 pub use jobs::{BY_QUEUE, DynamoJobs, QUEUE_KEY, QUEUE_SORT};
@@ -164,7 +166,7 @@ fn split_scope_key(key: &str) -> (String, String) {
     }
 }
 
-/// Items with a name unique in their team: automations and integrations.
+/// Items with a name unique in their team: automations, integrations and sources.
 struct Named<'a> {
     kind: &'static str,
     team: &'a str,
@@ -343,9 +345,14 @@ impl DynamoStore {
     /// Creates or replaces a named item, moving its name lock along in one transaction.
     async fn put_named(&self, named: Named<'_>, create: bool) -> StoreResult<()> {
         let noun = named.kind.to_ascii_lowercase();
+        let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         let taken = || {
             format!(
-                "an {noun} named {} exists in this team, or {noun} {} changed meanwhile",
+                "{article} {noun} named {} exists in this team, or {noun} {} changed meanwhile",
                 named.name, named.id
             )
         };
