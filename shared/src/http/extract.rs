@@ -39,6 +39,25 @@ fn too_large() -> ApiError {
     )
 }
 
+/// The body's bytes, at most [`MAX_BODY_BYTES`] of them.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the body could not be read: {e}"),
+            )
+        }
+    })?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
@@ -53,20 +72,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("the body could not be read: {e}"),
-                )
-            }
-        })?;
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
+        let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(Value::Null));
         }
@@ -91,20 +97,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                too_large()
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("the body could not be read: {e}"),
-                )
-            }
-        })?;
-        if bytes.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
+        let bytes = read_body(req, state).await?;
         Ok(RawBody(bytes))
     }
 }
