@@ -286,6 +286,13 @@ async fn other_events_are_ignored_and_bad_deliveries_name_the_problem() {
     )
     .await;
     assert_eq!(status, 404);
+    let odd = format!(
+        "/v1/teams/{}/sources/{}/receive",
+        "t".repeat(3000),
+        "%20x".repeat(500)
+    );
+    let (status, _) = deliver(&api, &odd, "d-6", ts, Some(SECRET), created).await;
+    assert_eq!(status, 404, "a path no source could have is a 404 too");
 
     // AND the delivery id the bad ones used is still free
     let (status, answer) = deliver(

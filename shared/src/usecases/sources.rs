@@ -125,6 +125,11 @@ pub async fn receive(
     body: &[u8],
     take: impl FnOnce() -> Result<(), std::time::Duration>,
 ) -> Result<Received, ReceiveError> {
+    // A path that no source could have is not looked up (nor sent to the store's keys).
+    if super::manage::check_team_name(team).is_err() || crate::domain::check_name("id", id).is_err()
+    {
+        return Err(ReceiveError::NoSource(id.chars().take(128).collect()));
+    }
     let source = match engine.sources.get_source(team, id).await {
         Ok(Some(source)) => source,
         Ok(None) => return Err(ReceiveError::NoSource(id.to_string())),
