@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Runs every test. The AWS adapters are tested against moto's server, installed here into
 # .venv on first use; the tests start it themselves unless AWS_ENDPOINT_URL names one.
-# Then the Python client's tests (clients/python/tests) run with pytest.
+# MLflow goes into .venv-mlflow for the test against a real MLflow server. Then the Python
+# client's tests (clients/python/tests) run with pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/moto_server ]; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5.1,<6'
+fi
+# MLflow (for tests/tests/mlflow.rs, a real MLflow server) installs into .venv-mlflow in the
+# background while cargo builds; its output is in .venv-mlflow.log.
+mlflow_install=
+if [ ! -x .venv-mlflow/bin/mlflow ]; then
+    (python3 -m venv .venv-mlflow &&
+        .venv-mlflow/bin/pip install --quiet --disable-pip-version-check 'mlflow>=3.3,<4') \
+        > .venv-mlflow.log 2>&1 &
+    mlflow_install=$!
 fi
 # The Python client's tests (pytest, in .venv-client) run against the binary cargo builds.
 if [ ! -x .venv-client/bin/pytest ]; then
@@ -16,6 +26,14 @@ fi
 .venv-client/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall ./clients/python
 # The property tests (shared/tests/properties.rs) try this many inputs each (~35 s in all).
 export PROPTEST_CASES="${PROPTEST_CASES:-1000}"
+if [ -n "$mlflow_install" ]; then
+    cargo test --workspace --locked --no-run
+    if ! wait "$mlflow_install"; then
+        cat .venv-mlflow.log
+        echo "installing mlflow into .venv-mlflow failed" >&2
+        exit 1
+    fi
+fi
 cargo test --workspace --locked "$@"
 # (with a filter for cargo, only the Rust tests run)
 if [ "$#" -eq 0 ]; then

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod lambda_stack;
+pub mod mlflow;
 pub mod moto;
 pub mod receiver;
 pub mod request_counter;

@@ -114,8 +114,14 @@ async fn a_signed_delivery_fires_once_and_a_bad_one_stores_nothing() {
         deliver(&api, &path, "d-1", ts + 301, Some(SECRET), &body).await,
     ];
     // THEN each is a 401 that says why
-    for (status, answer) in &refused {
+    for ((status, answer), header) in refused.iter().zip([
+        "X-MLflow-Signature",
+        "X-MLflow-Signature",
+        "X-MLflow-Timestamp",
+        "X-MLflow-Timestamp",
+    ]) {
         assert_eq!(*status, 401, "{answer}");
+        assert_eq!(answer["error"]["field"], header, "{answer}");
     }
     assert!(
         refused[0].1["error"]["message"]

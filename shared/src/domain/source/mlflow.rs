@@ -43,6 +43,17 @@ pub enum Unsigned {
     Mismatch,
 }
 
+impl Unsigned {
+    /// The header at fault, as MLflow spells it.
+    pub fn header(&self) -> &'static str {
+        match self {
+            Unsigned::MissingHeader(name) => name,
+            Unsigned::BadTimestamp | Unsigned::Stale => "X-MLflow-Timestamp",
+            Unsigned::Mismatch => "X-MLflow-Signature",
+        }
+    }
+}
+
 /// The headers of one delivery, as received (`None` where absent or not text).
 #[derive(Debug, Clone, Default)]
 pub struct Signed<'a> {

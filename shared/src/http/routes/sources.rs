@@ -79,7 +79,11 @@ pub async fn receive(
         Err(ReceiveError::NoSource(id)) => Err(ApiError::not_found(format!(
             "no source {id} in this team; the MLflow webhook's URL must be a source's receive_path"
         ))),
-        Err(e @ (ReceiveError::Unsigned(_) | ReceiveError::NoSecret)) => Err(ApiError::new(
+        Err(ReceiveError::Unsigned(why)) => Err(ApiError {
+            field: Some(why.header().to_string()),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why.to_string())
+        }),
+        Err(e @ ReceiveError::NoSecret) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             e.to_string(),
