@@ -2,6 +2,7 @@
 //! runs a queue's jobs on the team's own machines.
 
 mod agent;
+mod client;
 
 use std::fs;
 use std::io::Write;
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use client::{Client, Connection, Failure};
 use shared::config::settings_from_env;
 use shared::http::{AppState, router};
 use shared::local::LocalRuntime;
@@ -22,7 +24,8 @@ use tokio::sync::watch;
 #[command(
     name = "automations",
     version,
-    about = "Event-driven automations for ML model registries and training runs"
+    about = "Event-driven automations for ML model registries and training runs",
+    after_help = MAIN_EXAMPLE
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, evaluation and delivery in one process on embedded storage.
+    #[command(after_help = SERVE_EXAMPLE)]
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -73,7 +77,187 @@ enum Command {
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Make the team's queues, integrations and automations match YAML files: print the
+    /// plan, then apply it (nothing is changed when any object is invalid).
+    #[command(after_help = APPLY_EXAMPLE)]
+    Apply {
+        /// A YAML file, or a directory whose .yaml and .yml files are read.
+        #[arg(short = 'f', long = "file", value_name = "FILE|DIR")]
+        path: PathBuf,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete the team's objects that the files do not have.
+        #[arg(long)]
+        prune: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Write the team's queues, integrations and automations as YAML that `apply` takes
+    /// back with no changes.
+    #[command(after_help = EXPORT_EXAMPLE)]
+    Export {
+        /// The file to write [default: stdout].
+        #[arg(short = 'o', long = "out-file", value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Send events.
+    #[command(after_help = EVENTS_EXAMPLE)]
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// List, show and retry executions.
+    #[command(after_help = EXECUTIONS_LIST_EXAMPLE)]
+    Executions {
+        #[command(subcommand)]
+        command: ExecutionsCommand,
+    },
+    /// Try an integration.
+    #[command(after_help = INTEGRATIONS_TEST_EXAMPLE)]
+    Integrations {
+        #[command(subcommand)]
+        command: IntegrationsCommand,
+    },
+    /// Set team secrets.
+    #[command(after_help = SECRETS_SET_EXAMPLE)]
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_EXAMPLE)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Send events from a file or stdin: one JSON event, a JSON array, {"events": [...]}
+    /// or NDJSON, in batches of up to 1,000, with a summary of what was accepted.
+    #[command(after_help = EVENTS_EXAMPLE)]
+    Send {
+        /// The file to read; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExecutionsCommand {
+    /// The newest executions of the team, or of one automation.
+    #[command(after_help = EXECUTIONS_LIST_EXAMPLE)]
+    List {
+        /// Only this automation's (by name).
+        #[arg(long)]
+        automation: Option<String>,
+        /// Only those of this status: PENDING, FINISHED or FAILED.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// One execution: its event, the payload as sent (secrets masked), every attempt and
+    /// the result.
+    #[command(after_help = "Example:\n  automations executions show 01JDX3K2M4N5P6Q7R8S9T0V1W2")]
+    Show {
+        /// The execution's id (see `executions list`).
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Send a finished or failed execution again.
+    #[command(
+        after_help = "Example:\n  automations executions retry \"$(automations executions list --status FAILED --limit 1 --output json | jq -r '.executions[0].id')\""
+    )]
+    Retry {
+        /// The execution's id (see `executions list`).
+        id: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntegrationsCommand {
+    /// Send one real request through an integration and show the receiver's answer; exits
+    /// 1 when the receiver did not accept it.
+    #[command(after_help = INTEGRATIONS_TEST_EXAMPLE)]
+    Test {
+        /// The integration's name.
+        name: String,
+        /// The JSON body to send (webhooks) [default: a short test message].
+        #[arg(long)]
+        payload: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Set a team secret, reading its value from stdin (never from the command line).
+    #[command(after_help = SECRETS_SET_EXAMPLE)]
+    Set {
+        /// The secret's name: capital letters, digits and '_'.
+        name: String,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+const MAIN_EXAMPLE: &str = "Examples:
+  automations serve                                  run everything locally on :8080
+  export AUTOMATIONS_KEY=atm_… AUTOMATIONS_TEAM=acme
+  automations apply -f automations/ --dry-run        see what would change
+  automations events send events.ndjson              send events
+  automations executions list --status FAILED        see what failed
+
+The client commands read --url, --key and --team, or AUTOMATIONS_URL, AUTOMATIONS_KEY and
+AUTOMATIONS_TEAM. They exit 0 when it worked, 1 when the server refused, 2 on a usage error.";
+
+const SERVE_EXAMPLE: &str = "Example:
+  AUTOMATIONS_OPERATOR_KEY=$(openssl rand -hex 24) automations serve --listen 127.0.0.1:8080";
+
+const APPLY_EXAMPLE: &str = "Example:
+  automations apply -f automations/ --dry-run
+  automations apply -f automations/ --prune
+
+A file holds the lists queues:, integrations: and automations:, each object in the API's
+form; an automation names its integration (action.integration) by the integration's name.
+Objects are matched by name: renaming one is a delete (with --prune) and a create.";
+
+const EXPORT_EXAMPLE: &str = "Example:
+  automations export -o automations/team.yaml && automations apply -f automations/  # no changes";
+
+const EVENTS_EXAMPLE: &str = "Example:
+  automations events send events.ndjson
+  echo '{\"event_type\":\"LINK_ARTIFACT\",\"project\":\"detector\",\"artifact\":{\"collection\":\"resnet\",\"version\":\"v4\"}}' | automations events send
+
+An event the server refuses is named with its reason and the others are still sent; the
+command then exits 1.";
+
+const EXECUTIONS_LIST_EXAMPLE: &str = "Example:
+  automations executions list --automation deploy-on-production --status FAILED";
+
+const INTEGRATIONS_TEST_EXAMPLE: &str = "Example:
+  automations integrations test ci --payload '{\"hello\": \"world\"}'";
+
+const SECRETS_SET_EXAMPLE: &str = "Example:
+  printf %s \"$CI_TOKEN\" | automations secrets set CI_TOKEN";
+
+const COMPLETIONS_EXAMPLE: &str = "Example:
+  automations completions bash > ~/.local/share/bash-completion/completions/automations
+  automations completions zsh > \"${fpath[1]}/_automations\"
+  automations completions fish > ~/.config/fish/completions/automations.fish";
 
 const AGENT_EXAMPLE: &str = "Example:
   AUTOMATIONS_KEY=atm_… automations agent --team acme --queue gpu -- python eval.py
@@ -133,12 +317,89 @@ fn main() -> ExitCode {
             poll_interval: poll_interval.map(std::time::Duration::from_secs),
             command,
         })),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "automations",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        client_command => return run_client(&runtime, client_command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A client command: its exit code says whether the server refused (1) or the command was
+/// used wrongly (2).
+fn run_client(runtime: &tokio::runtime::Runtime, command: Command) -> ExitCode {
+    let result = runtime.block_on(async move {
+        let connect = |c: &Connection| Client::new(c);
+        match command {
+            Command::Apply {
+                path,
+                dry_run,
+                prune,
+                connection,
+            } => client::apply::apply(&connect(&connection)?, &path, dry_run, prune).await,
+            Command::Export { out, connection } => {
+                client::apply::export(&connect(&connection)?, out.as_deref()).await
+            }
+            Command::Events {
+                command: EventsCommand::Send { file, connection },
+            } => client::events::send(&connect(&connection)?, file.as_deref()).await,
+            Command::Executions { command } => match command {
+                ExecutionsCommand::List {
+                    automation,
+                    status,
+                    limit,
+                    connection,
+                } => {
+                    client::executions::list(
+                        &connect(&connection)?,
+                        automation.as_deref(),
+                        status.as_deref(),
+                        usize::from(limit),
+                    )
+                    .await
+                }
+                ExecutionsCommand::Show { id, connection } => {
+                    client::executions::show(&connect(&connection)?, &id).await
+                }
+                ExecutionsCommand::Retry { id, connection } => {
+                    client::executions::retry(&connect(&connection)?, &id).await
+                }
+            },
+            Command::Integrations {
+                command:
+                    IntegrationsCommand::Test {
+                        name,
+                        payload,
+                        connection,
+                    },
+            } => {
+                client::integrations::test(&connect(&connection)?, &name, payload.as_deref()).await
+            }
+            Command::Secrets {
+                command: SecretsCommand::Set { name, connection },
+            } => client::integrations::set_secret(&connect(&connection)?, &name).await,
+            Command::Serve { .. } | Command::Agent { .. } | Command::Completions { .. } => {
+                Err(Failure::Usage("not a client command".into()))
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -291,5 +552,15 @@ fn saved_operator_key(path: &Path) -> Result<Option<String>, String> {
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

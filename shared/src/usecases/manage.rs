@@ -7,7 +7,7 @@ use super::dispatch::{MAX_ATTEMPTS, check_header_value, prepare};
 use super::{ActionMessage, Engine, Error, Result};
 use crate::delivery::client::MAX_RESPONSE_BYTES;
 use crate::domain::access::{Actor, Target};
-use crate::domain::automation::{Automation, AutomationInput};
+use crate::domain::automation::{Automation, AutomationInput, References};
 use crate::domain::event::format_time;
 use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::ids::new_id;
@@ -152,7 +152,7 @@ async fn audit_integration(
 }
 
 /// Validates an automation and checks what it refers to: its integration exists and can
-/// carry its action, its secrets exist.
+/// carry its action, its queue and its secrets exist.
 pub async fn check_references(engine: &Engine, team: &str, input: &AutomationInput) -> Result<()> {
     let refs = input.validate()?;
     if let Some(id) = &refs.integration {
@@ -163,26 +163,40 @@ pub async fn check_references(engine: &Engine, team: &str, input: &AutomationInp
             )
             .into());
         };
-        let kind = integration.destination.kind();
-        if refs.notifies != integration.destination.takes_notifications() {
-            let wanted = if refs.notifies {
-                "a notification goes to a slack or teams integration"
-            } else {
-                "a webhook action delivers through a webhook integration"
-            };
-            return Err(Invalid::new(
-                "action.integration",
-                format!(
-                    "integration {} is a {kind} integration; {wanted}",
-                    integration.name
-                ),
-            )
-            .into());
-        }
+        check_integration_fits(&refs, &integration.name, &integration.destination)?;
     }
     if let Some(queue) = &refs.queue {
         super::jobs::check_queue(engine, team, queue).await?;
     }
+    check_secrets_exist(engine, team, &refs).await
+}
+
+/// The automation's action can deliver through this integration: a notification through a
+/// Slack or Teams one, a webhook action through a webhook one.
+pub fn check_integration_fits(
+    refs: &References,
+    name: &str,
+    destination: &Destination,
+) -> Result<(), Invalid> {
+    if refs.notifies == destination.takes_notifications() {
+        return Ok(());
+    }
+    let wanted = if refs.notifies {
+        "a notification goes to a slack or teams integration"
+    } else {
+        "a webhook action delivers through a webhook integration"
+    };
+    Err(Invalid::new(
+        "action.integration",
+        format!(
+            "integration {name} is a {} integration; {wanted}",
+            destination.kind()
+        ),
+    ))
+}
+
+/// The secrets the automation's templates use exist in the team.
+pub async fn check_secrets_exist(engine: &Engine, team: &str, refs: &References) -> Result<()> {
     for name in &refs.secrets {
         if engine.secrets.get_secret(team, name).await?.is_none() {
             return Err(Invalid::new(
@@ -254,21 +268,34 @@ async fn apply_integration(
     integration: &mut Integration,
     valid: ValidIntegration,
 ) -> Result<()> {
-    let team = integration.team.clone();
-    let read = |field: &'static str, name: String| {
-        let team = team.clone();
-        async move {
-            match engine.secrets.get_secret(&team, &name).await? {
-                Some(value) => Ok::<_, Error>(value),
-                None => Err(Invalid::new(
-                    field,
-                    format!("secret {name} does not exist; create it first with PUT /v1/teams/{team}/secrets/{name}"),
-                )
-                .into()),
-            }
+    check_integration_secrets(engine, &integration.team, &valid.destination).await?;
+    integration.name = valid.name;
+    integration.destination = valid.destination;
+    if valid.enabled {
+        integration.disabled_reason = None;
+    }
+    integration.enabled = valid.enabled;
+    Ok(())
+}
+
+/// The secrets an integration names exist and hold what it needs: a token that can travel
+/// in a header, a Slack or Teams URL that the outbound guard accepts.
+pub async fn check_integration_secrets(
+    engine: &Engine,
+    team: &str,
+    destination: &Destination,
+) -> Result<()> {
+    let read = |field: &'static str, name: String| async move {
+        match engine.secrets.get_secret(team, &name).await? {
+            Some(value) => Ok::<_, Error>(value),
+            None => Err(Invalid::new(
+                field,
+                format!("secret {name} does not exist; create it first with PUT /v1/teams/{team}/secrets/{name}"),
+            )
+            .into()),
         }
     };
-    match &valid.destination {
+    match destination {
         Destination::Webhook {
             access_token_secret,
             signing_secret,
@@ -293,12 +320,6 @@ async fn apply_integration(
             check_secret_url(engine, webhook_url_secret, &value.0)?;
         }
     }
-    integration.name = valid.name;
-    integration.destination = valid.destination;
-    if valid.enabled {
-        integration.disabled_reason = None;
-    }
-    integration.enabled = valid.enabled;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The use cases, written once against the ports: ingest, evaluate, dispatch, manage.
 
 pub mod access;
+pub mod apply;
 pub mod dispatch;
 pub mod evaluate;
 pub mod ingest;

@@ -3,6 +3,7 @@
 //! key: the operator's, or a team key whose role allows it.
 
 mod api_keys;
+mod apply;
 mod audit;
 mod automations;
 mod dead_letters;
@@ -126,6 +127,18 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         route(Method::GET, "/v1/teams/{team}", Some(Read), get(teams::get)),
         route(Method::POST, EVENTS_PATH, Some(Send), post(events::post)),
+        route(
+            Method::POST,
+            "/v1/teams/{team}/apply",
+            Some(Admin),
+            post(apply::apply),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/export",
+            Some(Read),
+            get(apply::export),
+        ),
         route(
             Method::GET,
             "/v1/teams/{team}/automations",
