@@ -2,7 +2,8 @@
 # Runs every test. The AWS adapters are tested against moto's server, installed here into
 # .venv on first use; the tests start it themselves unless AWS_ENDPOINT_URL names one.
 # MLflow goes into .venv-mlflow for the test against a real MLflow server. Then the Python
-# client's tests (clients/python/tests) run with pytest.
+# client's tests (clients/python/tests) run with pytest, and schemathesis runs against the
+# server's OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/moto_server ]; then
@@ -17,6 +18,15 @@ if [ ! -x .venv-mlflow/bin/mlflow ]; then
         .venv-mlflow/bin/pip install --quiet --disable-pip-version-check 'mlflow>=3.3,<4') \
         > .venv-mlflow.log 2>&1 &
     mlflow_install=$!
+fi
+# schemathesis (tests/schemathesis/run.sh, against the real server's /openapi.json) installs
+# into .venv-schemathesis in the background too.
+schemathesis_install=
+if [ ! -x .venv-schemathesis/bin/st ]; then
+    (python3 -m venv .venv-schemathesis &&
+        .venv-schemathesis/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4.3,<5') \
+        > .venv-schemathesis.log 2>&1 &
+    schemathesis_install=$!
 fi
 # The Python client's tests (pytest, in .venv-client) run against the binary cargo builds.
 if [ ! -x .venv-client/bin/pytest ]; then
@@ -40,4 +50,11 @@ if [ "$#" -eq 0 ]; then
     echo "== clients/python (pytest against target/debug/automations)"
     (cd clients/python && AUTOMATIONS_BIN="$PWD/../../target/debug/automations" \
         ../../.venv-client/bin/python -m pytest -q -p no:cacheprovider tests)
+    echo "== schemathesis (every operation of /openapi.json against target/debug/automations)"
+    if [ -n "$schemathesis_install" ] && ! wait "$schemathesis_install"; then
+        cat .venv-schemathesis.log
+        echo "installing schemathesis into .venv-schemathesis failed" >&2
+        exit 1
+    fi
+    bash tests/schemathesis/run.sh target/debug/automations
 fi

@@ -2,6 +2,7 @@
 
 mod error;
 mod extract;
+pub mod openapi;
 pub mod rate_limit;
 mod routes;
 

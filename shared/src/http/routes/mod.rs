@@ -118,6 +118,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
     };
     vec![
         route(Method::GET, "/healthz", None, get(health)),
+        route(Method::GET, "/openapi.json", None, get(openapi)),
         route(Method::GET, "/v1/teams", Some(Operator), get(teams::list)),
         route(
             Method::POST,
@@ -404,6 +405,11 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// The OpenAPI document of every route.
+async fn openapi() -> Json<&'static Value> {
+    Json(super::openapi::document())
 }
 
 async fn health() -> Json<Value> {
