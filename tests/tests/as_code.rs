@@ -226,7 +226,7 @@ async fn apply_plans_creates_then_finds_nothing_to_do_then_updates_renames_and_p
 
 #[tokio::test]
 async fn an_invalid_file_changes_nothing_and_the_error_names_file_object_and_field() {
-    // GIVEN a team, a valid file, and a file whose second automation has a bad regex
+    // GIVEN a team, a valid file, and a file whose first automation has a bad regex
     let server = Server::start(ServerOptions::default());
     team(&server).await;
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use automations_tests::lambda_stack::{Stack, api_gateway_request, drive, record};
 use automations_tests::{Receiver, moto};
 use aws_lambda_events::event::sqs::SqsEvent;
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::adapters::aws::SqsQueue;
 use shared::conformance::Tamper;
 use shared::delivery::guard::{OutboundGuard, parse_allow_networks};
@@ -536,4 +536,86 @@ async fn an_unreadable_record_fails_alone_in_the_lambda_functions() {
     let listed = engine.store.list_automations("acme").await.unwrap();
     let unreadable: Vec<&str> = listed.unreadable().map(|u| u.id.as_str()).collect();
     assert_eq!(unreadable, [automations[1].id.as_str()]);
+}
+
+#[tokio::test]
+async fn automations_as_code_apply_and_export_through_the_api_function() {
+    // GIVEN the api function's router on moto, and a team
+    let (engine, _events, _actions, key) = stack().await;
+    let api = router_for(AppState::new(engine.clone(), &key), Surface::Management);
+    let call = |method: &str, path: &str, body: Value| {
+        let api = api.clone();
+        let request = api_gateway_request(method, path, &key, &body);
+        async move {
+            let response = api.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(
+        call("POST", "/v1/teams", json!({"name": "acme"})).await.0,
+        201
+    );
+    let document = json!({
+        "queues": [{"name": "gpu"}],
+        "integrations": [{"name": "ci", "type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+        "automations": [
+            {"name": "deploy", "scope": {"type": "registry", "name": "model"},
+             "event": {"type": "ADD_ARTIFACT_ALIAS"},
+             "action": {"type": "webhook", "integration": "ci", "payload": {"v": "${alias}"}}},
+            {"name": "eval", "scope": {"type": "project", "name": "detector"},
+             "event": {"type": "LINK_ARTIFACT"},
+             "action": {"type": "queue_job", "queue": "gpu", "job": "eval"}}]});
+
+    // WHEN the document is applied on DynamoDB
+    let (status, plan) = call("POST", "/v1/teams/acme/apply", document.clone()).await;
+    // THEN its four objects are made, dependencies first
+    assert_eq!(status, 200, "{plan}");
+    let made: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap(), c["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        made,
+        [
+            ("queue", "gpu"),
+            ("integration", "ci"),
+            ("automation", "deploy"),
+            ("automation", "eval")
+        ]
+    );
+    assert_eq!(plan["applied"], true);
+
+    // AND applied again, and applied as exported, nothing changes
+    let (_, again) = call("POST", "/v1/teams/acme/apply", document).await;
+    assert_eq!(
+        (again["changes"].clone(), again["unchanged"].clone()),
+        (json!([]), json!(4))
+    );
+    let (status, exported) = call("GET", "/v1/teams/acme/export", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(exported["automations"][0]["action"]["integration"], "ci");
+    let (_, round) = call("POST", "/v1/teams/acme/apply", exported).await;
+    assert_eq!(round["changes"], json!([]), "{round}");
+
+    // AND an invalid document changes nothing and names the object and field
+    let bad = json!({"automations": [{"name": "x", "scope": {"type": "team"},
+        "event": {"type": "LINK_ARTIFACT"}, "action": {"type": "webhook", "integration": "nowhere"}}],
+        "queues": [{"name": "more"}]});
+    let (status, refused) = call("POST", "/v1/teams/acme/apply", bad).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        refused["error"]["field"],
+        "automations[0].action.integration"
+    );
+    let (_, queues) = call("GET", "/v1/teams/acme/queues", json!({})).await;
+    assert_eq!(queues["queues"].as_array().unwrap().len(), 1);
 }
