@@ -2,6 +2,8 @@
 //! route table, so that no route can be served without being in it. Each route's body,
 //! answers and query are described in [`operations`], and the shapes in [`schemas`].
 
+#[cfg(test)]
+mod fields;
 mod operations;
 mod schemas;
 
@@ -243,6 +245,47 @@ mod tests {
                 route.method,
                 route.path
             );
+        }
+    }
+
+    /// Each request schema names exactly the fields its input type takes.
+    #[test]
+    fn request_schemas_name_the_fields_of_their_input_types() {
+        use crate::domain::{access, automation, integration, job, source};
+        let checks: [(&str, Option<Vec<&str>>); 11] = [
+            (
+                "AutomationInput",
+                fields::of::<automation::AutomationInput>(),
+            ),
+            ("Action", fields::of::<automation::Action>()),
+            (
+                "IntegrationInput",
+                fields::of::<integration::IntegrationInput>(),
+            ),
+            ("QueueInput", fields::of::<job::QueueInput>()),
+            ("Claim", fields::of::<job::ClaimInput>()),
+            ("Lease", fields::of::<job::LeaseRef>()),
+            ("Completion", fields::of::<job::Completion>()),
+            ("ApiKeyInput", fields::of::<access::ApiKeyInput>()),
+            ("SourceInput", fields::of::<source::SourceInput>()),
+            (
+                "PreviewRequest",
+                fields::of::<crate::usecases::preview::PreviewRequest>(),
+            ),
+            ("Document", fields::of::<crate::usecases::apply::Document>()),
+        ];
+        let schemas = schemas::all();
+        for (name, fields) in checks {
+            let mut fields = fields.unwrap_or_else(|| panic!("{name}: not read as a struct"));
+            fields.sort_unstable();
+            let mut documented: Vec<&str> = schemas[name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{name} has no properties"))
+                .keys()
+                .map(String::as_str)
+                .collect();
+            documented.sort_unstable();
+            assert_eq!(documented, fields, "the schema {name} and its input type");
         }
     }
 
