@@ -295,6 +295,37 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Hostile files fail fast with a usage error naming the file: an alias bomb (a
+    /// billion laughs), nesting far deeper than any object takes, a list that is not one.
+    #[test]
+    fn hostile_yaml_is_a_usage_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bomb = String::from(
+            "a: &a [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n",
+        );
+        for (name, previous) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            bomb.push_str(&format!("{name}: &{name} [*{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}, *{previous}]\n"));
+        }
+        let deep = format!("automations: {}{}", "[".repeat(10_000), "]".repeat(10_000));
+        for (name, text) in [
+            ("bomb.yaml", bomb.as_str()),
+            ("deep.yaml", deep.as_str()),
+            ("scalar.yaml", "automations: 3\n"),
+            ("list.yaml", "- name: x\n"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            match read_files(&path) {
+                Err(Failure::Usage(message)) => assert!(message.contains(name), "{message}"),
+                Err(other) => panic!("{name}: {other}"),
+                Ok(_) => panic!("{name} was read"),
+            }
+        }
+    }
+
     #[test]
     fn an_export_puts_the_name_first_and_reads_back_as_the_same_json() {
         let document = json!({"automations": [{"scope": {"type": "team"}, "name": "a",
