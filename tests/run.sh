@@ -2,8 +2,8 @@
 # Runs every test. The AWS adapters are tested against moto's server, installed here into
 # .venv on first use; the tests start it themselves unless AWS_ENDPOINT_URL names one.
 # MLflow goes into .venv-mlflow for the test against a real MLflow server. Then the Python
-# client's tests (clients/python/tests) run with pytest, and schemathesis runs against the
-# server's OpenAPI document.
+# client's tests (clients/python/tests) run with pytest, schemathesis runs against the
+# server's OpenAPI document, and the console's tests run in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/moto_server ]; then
@@ -27,6 +27,13 @@ if [ ! -x .venv-schemathesis/bin/st ]; then
         .venv-schemathesis/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4.3,<5') \
         > .venv-schemathesis.log 2>&1 &
     schemathesis_install=$!
+fi
+# The console's browser tests (tests/console: playwright-core from npm, driving Debian's
+# chromium) install their npm packages from the lockfile in the background too.
+console_install=
+if [ ! -d tests/console/node_modules/playwright-core ]; then
+    (cd tests/console && npm ci --no-audit --no-fund) > tests/console/npm.log 2>&1 &
+    console_install=$!
 fi
 # The Python client's tests (pytest, in .venv-client) run against the binary cargo builds.
 if [ ! -x .venv-client/bin/pytest ]; then
@@ -57,4 +64,17 @@ if [ "$#" -eq 0 ]; then
         exit 1
     fi
     bash tests/schemathesis/run.sh target/debug/automations
+    echo "== console (tests/console: headless Chromium against target/debug/automations)"
+    if [ -n "$console_install" ] && ! wait "$console_install"; then
+        cat tests/console/npm.log
+        echo "installing tests/console's npm packages failed" >&2
+        exit 1
+    fi
+    chromium=${CHROMIUM:-/usr/bin/chromium}
+    if [ ! -x "$chromium" ]; then
+        echo "the console tests need Chromium at $chromium: apt-get install chromium (Debian), or set CHROMIUM" >&2
+        exit 1
+    fi
+    (cd tests/console && CHROMIUM="$chromium" AUTOMATIONS_BIN="$PWD/../../target/debug/automations" \
+        node --test --test-concurrency=1 console.test.mjs)
 fi

@@ -10,8 +10,9 @@ use time::OffsetDateTime;
 
 use crate::domain::access::{ApiKey, AuditEntry, KeyHash, StoredKey};
 use crate::domain::automation::Automation;
+use crate::domain::evaluation::EventRecord;
 use crate::domain::event::EventType;
-use crate::domain::execution::Execution;
+use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::integration::Integration;
 use crate::domain::job::{Job, JobQueue, JobStatus};
 use crate::domain::metric::MetricState;
@@ -166,6 +167,22 @@ pub trait AutomationStore: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> StoreResult<()>;
 
+    /// Keeps what evaluation made of each event (replacing an earlier record of the same
+    /// event) until `expires_at`, in the fewest writes the backend allows.
+    async fn record_evaluations(
+        &self,
+        records: &[EventRecord],
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// A team's evaluated events, newest received first, older than the event `before` if
+    /// given.
+    async fn list_events(
+        &self,
+        team: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<EventRecord>>;
+
     /// Creates each execution unless one with its id exists: for each, in order, `true`
     /// where it was created, `false` where it existed, or why it could not be written (one
     /// failed write fails only its own execution).
@@ -178,6 +195,15 @@ pub trait AutomationStore: Send + Sync {
         &self,
         team: &str,
         automation_id: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<Execution>>;
+    /// The team's executions (of one status, or all), newest first, older than the
+    /// execution `before` if given: an index read, whatever the team's size.
+    async fn list_team_executions(
+        &self,
+        team: &str,
+        status: Option<ExecutionStatus>,
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Listing<Execution>>;

@@ -619,3 +619,85 @@ async fn automations_as_code_apply_and_export_through_the_api_function() {
     let (_, queues) = call("GET", "/v1/teams/acme/queues", json!({})).await;
     assert_eq!(queues["queues"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_event_that_matched_nothing_shows_its_reasons_through_the_api_function() {
+    // GIVEN the functions' engine on moto and a team with an automation on `production`
+    // aliases, and a disabled one
+    let (engine, events, _actions, key) = stack().await;
+    manage::create_team(&engine, &Actor::operator(), "acme")
+        .await
+        .unwrap();
+    let hook = json!({"type": "webhook", "name": "ci", "url": "http://127.0.0.1:9/hook"});
+    let integration = manage::create_integration(
+        &engine,
+        &Actor::operator(),
+        "acme",
+        serde_json::from_value(hook).unwrap(),
+    )
+    .await
+    .unwrap();
+    for (name, enabled) in [("deploy", true), ("paused", false)] {
+        let spec = json!({"name": name, "enabled": enabled,
+            "scope": {"type": "registry", "name": "model"},
+            "event": {"type": "ADD_ARTIFACT_ALIAS", "filter": {"alias": "production"}},
+            "action": {"type": "webhook", "integration": integration.id}});
+        manage::create_automation(
+            &engine,
+            &Actor::operator(),
+            "acme",
+            serde_json::from_value(spec).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
+    // WHEN an event with another alias goes through ingest and evaluate
+    let ingest = router_for(AppState::new(engine.clone(), &key), Surface::Ingest);
+    let event = json!({"id": "miss", "event_type": "ADD_ARTIFACT_ALIAS", "registry": "model",
+        "artifact": {"collection": "resnet", "version": "v4", "alias": "candidate"}});
+    let request = api_gateway_request("POST", "/v1/teams/acme/events", &key, &event);
+    assert_eq!(ingest.oneshot(request).await.unwrap().status(), 202);
+    let evaluator = Evaluator::new(engine.clone());
+    let (got, response) = drive(&events, Duration::from_secs(5), vec![], |e| {
+        evaluate_records(&evaluator, e)
+    })
+    .await;
+    assert_eq!((got, response.batch_item_failures.len()), (1, 0));
+
+    // THEN the api function lists it with why each automation did not fire, and no execution
+    let api = router_for(AppState::new(engine.clone(), &key), Surface::Management);
+    let request = api_gateway_request("GET", "/v1/teams/acme/events", &key, &json!(null));
+    let answer = api.clone().oneshot(request).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let listed: Value = serde_json::from_slice(&bytes).unwrap();
+    let evaluation = &listed["events"][0]["evaluation"];
+    assert_eq!(listed["events"][0]["id"], "miss", "{listed}");
+    assert_eq!(evaluation["fired"], json!([]));
+    let reasons: Vec<(&str, &str)> = evaluation["not_fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["automation_name"].as_str().unwrap(),
+                n["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [("deploy", "filter"), ("paused", "filter")],
+        "{listed}"
+    );
+    let request = api_gateway_request("GET", "/v1/teams/acme/executions", &key, &json!(null));
+    let answer = api.oneshot(request).await.unwrap();
+    let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let executions: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(executions["executions"], json!([]));
+}

@@ -572,6 +572,18 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
         .iter()
         .map(|i| (i.index_name().unwrap().to_string(), keys(i.key_schema())))
         .collect();
+    // (the history indexes project keys only, the others whole items, as the code makes them)
+    for index in described.global_secondary_indexes() {
+        let projection = index.projection().and_then(|p| p.projection_type());
+        let keys_only =
+            [dynamodb::BY_TIME, dynamodb::BY_STATUS].contains(&index.index_name().unwrap());
+        let expected = if keys_only {
+            aws_sdk_dynamodb::types::ProjectionType::KeysOnly
+        } else {
+            aws_sdk_dynamodb::types::ProjectionType::All
+        };
+        assert_eq!(projection, Some(&expected), "{:?}", index.index_name());
+    }
     indexes.sort();
     let expected = [
         (
@@ -582,6 +594,11 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
             dynamodb::BY_QUEUE,
             [dynamodb::QUEUE_KEY, dynamodb::QUEUE_SORT],
         ),
+        (
+            dynamodb::BY_STATUS,
+            [dynamodb::STATUS_KEY, dynamodb::STATUS_SORT],
+        ),
+        (dynamodb::BY_TIME, [dynamodb::TIME_KEY, dynamodb::TIME_SORT]),
         (
             dynamodb::BY_TRIGGER,
             [dynamodb::TRIGGER_KEY, dynamodb::TRIGGER_SORT],
@@ -909,6 +926,63 @@ async fn the_template_s_stack_runs_the_pipeline_with_the_variables_it_gives_each
     assert_eq!(
         (result.exit_code, result.output.as_deref()),
         (Some(0), Some("auc 0.97\n"))
+    );
+
+    // AND the api function lists the team's executions (all, and one status) and its
+    // recent events with what evaluation made of them, from the template's indexes
+    let listed = |path: &str| {
+        let request = api_gateway_request("GET", path, &key, &json!(null));
+        let router = api_router.clone();
+        async move {
+            let answer = router.oneshot(request).await.unwrap();
+            assert_eq!(answer.status(), 200);
+            json_of(answer).await
+        }
+    };
+    let team_executions = listed("/v1/teams/acme/executions").await;
+    assert_eq!(
+        team_executions["executions"].as_array().unwrap().len(),
+        6,
+        "{team_executions}"
+    );
+    let finished = listed("/v1/teams/acme/executions?status=FINISHED&limit=200").await;
+    assert!(
+        finished["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] == "FINISHED")
+    );
+    let recent = listed("/v1/teams/acme/events").await;
+    let recent_ids: BTreeSet<&str> = recent["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        recent_ids.is_superset(&BTreeSet::from(["e1", "m1"])),
+        "{recent}"
+    );
+    let points = recent["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "m1")
+        .unwrap();
+    assert_eq!(
+        points["evaluation"]["fired"][0]["automation_id"],
+        json!(nan_automation.id),
+        "{points}"
+    );
+
+    // AND the api function serves the console (API Gateway's $default route), with its policy
+    let request = api_gateway_request("GET", "/", "", &json!(null));
+    let console = api_router.clone().oneshot(request).await.unwrap();
+    assert_eq!(console.status(), 200);
+    assert_eq!(
+        console.headers()["content-security-policy"],
+        shared::http::console::CONTENT_SECURITY_POLICY
     );
 
     // AND the audit trail has the grant; once revoked, the api function refuses the key

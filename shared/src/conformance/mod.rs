@@ -11,6 +11,7 @@
 //! or a short wait, so they cost nothing when the adapter is right.
 
 mod access;
+mod history;
 mod jobs;
 mod metrics;
 mod queue;

@@ -47,6 +47,7 @@ pub async fn store_suite(
     event_deduplication(store, &clock).await;
     executions_are_created_once_and_updated_conditionally(store).await;
     executions_are_listed_newest_first(store).await;
+    super::history::history_suite(store, &clock).await;
     unreadable_items_fail_alone(store, tamper).await;
     the_largest_execution_accepted_is_stored_and_read_back(store).await;
 }
@@ -295,7 +296,7 @@ fn at(ms: i64) -> String {
     format_millis(ms)
 }
 
-const BASE_MS: i64 = 1_700_000_000_000;
+pub(super) const BASE_MS: i64 = 1_700_000_000_000;
 
 fn assert_conflict<T: fmt::Debug>(what: &str, result: StoreResult<T>) {
     match result {
@@ -912,7 +913,12 @@ fn integration(team: &str, id: &str, name: &str) -> Integration {
 }
 
 /// A pending execution of `automation_id` on `event_id`, received at `received_ms`.
-fn execution(team: &str, automation_id: &str, event_id: &str, received_ms: i64) -> Execution {
+pub(super) fn execution(
+    team: &str,
+    automation_id: &str,
+    event_id: &str,
+    received_ms: i64,
+) -> Execution {
     Execution {
         id: execution_id(team, event_id, automation_id),
         team: team.to_string(),

@@ -23,6 +23,12 @@ impl ExecutionStatus {
             Self::Failed => "FAILED",
         }
     }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Finished, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

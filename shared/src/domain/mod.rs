@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod automation;
+pub mod evaluation;
 pub mod event;
 pub mod execution;
 pub mod filter;

@@ -1,5 +1,6 @@
 //! The HTTP API: one axum `Router` served by `automations serve` and by the Lambdas.
 
+pub mod console;
 mod error;
 mod extract;
 pub mod openapi;

@@ -21,31 +21,22 @@ pub async fn list(
             "--status {s}: one of PENDING, FINISHED, FAILED"
         )));
     }
-    let listing = client
-        .expect(Method::GET, &client.team_path("automations"), None)
-        .await?;
-    let automations: Vec<&Value> = listing["automations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| automation.is_none_or(|name| a["name"] == name))
-        .collect();
-    if let Some(name) = automation
-        && automations.is_empty()
-    {
-        return Err(Failure::Refused(format!(
-            "team {} has no automation named {name}",
-            client.team
-        )));
-    }
-    let mut executions = Vec::new();
-    for a in automations {
-        let id = a["id"].as_str().unwrap_or_default();
-        executions.extend(page_through(client, id, status.as_deref(), limit).await?);
-    }
-    // Ids are ULIDs: their order is the order they were made in.
-    executions.sort_by(|a, b| b["id"].as_str().cmp(&a["id"].as_str()));
-    executions.truncate(limit);
+    let executions = match automation {
+        // One automation's listing has no status filter: it is applied here.
+        Some(name) => {
+            let id = automation_id(client, name).await?;
+            let path = client.team_path(&format!("automations/{id}/executions?limit=200"));
+            page_through(client, &path, status.as_deref(), limit).await?
+        }
+        // The team's listing filters on the server, from an index.
+        None => {
+            let mut path = client.team_path("executions?limit=200");
+            if let Some(s) = &status {
+                path.push_str(&format!("&status={s}"));
+            }
+            page_through(client, &path, None, limit).await?
+        }
+    };
     let value = serde_json::json!({ "executions": executions });
     client.print(&value, |_| {
         let mut table = Table::new(&[
@@ -75,23 +66,44 @@ pub async fn list(
     Ok(())
 }
 
-/// The automation's newest executions of the status, up to `limit`, page by page.
+/// The id of the team's automation `name`.
+async fn automation_id(client: &Client, name: &str) -> Outcome<String> {
+    let listing = client
+        .expect(Method::GET, &client.team_path("automations"), None)
+        .await?;
+    listing["automations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["name"] == name)
+        .and_then(|a| a["id"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Failure::Refused(format!(
+                "team {} has no automation named {name}",
+                client.team
+            ))
+        })
+}
+
+/// The newest executions of a listing at `path` (of `status`, if given), up to `limit`,
+/// page by page.
 async fn page_through(
     client: &Client,
-    automation: &str,
+    path: &str,
     status: Option<&str>,
     limit: usize,
 ) -> Outcome<Vec<Value>> {
     let mut found = Vec::new();
     let mut before: Option<String> = None;
     loop {
-        let mut path = client.team_path(&format!("automations/{automation}/executions?limit=200"));
+        let mut page_path = path.to_string();
         if let Some(cursor) = &before {
-            path.push_str(&format!("&before={cursor}"));
+            page_path.push_str(&format!("&before={cursor}"));
         }
-        let page = client.expect(Method::GET, &path, None).await?;
+        let page = client.expect(Method::GET, &page_path, None).await?;
         for e in page["executions"].as_array().into_iter().flatten() {
-            if status.is_none_or(|s| e["status"] == s) {
+            if status.is_none_or(|s| e["status"] == s) && found.len() < limit {
                 found.push(e.clone());
             }
         }

@@ -3,6 +3,7 @@
 //! matching automations, conditional writes.
 
 mod access;
+mod history;
 mod jobs;
 mod metrics;
 mod queue;
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS executions (
     triggered_ms INTEGER NOT NULL,
     version INTEGER NOT NULL,
     body TEXT NOT NULL,
+    status TEXT,
     PRIMARY KEY (team, id)
 );
 CREATE INDEX IF NOT EXISTS executions_by_automation ON executions (team, automation_id, triggered_ms, id);
@@ -172,6 +174,7 @@ impl Database {
         conn.execute_batch(jobs::SCHEMA)?;
         conn.execute_batch(sources::SCHEMA)?;
         migrate(&conn)?;
+        conn.execute_batch(history::SCHEMA)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
@@ -250,6 +253,17 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
                 "ALTER TABLE queue_messages ADD COLUMN {column} {kind}"
             ))?;
         }
+    }
+    // Executions keep their status in a column since the team-wide listing filters on it.
+    let columns = conn
+        .prepare("SELECT name FROM pragma_table_info('executions')")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    if !columns.iter().any(|c| c == "status") {
+        conn.execute_batch(
+            "ALTER TABLE executions ADD COLUMN status TEXT;
+             UPDATE executions SET status = json_extract(body, '$.status');",
+        )?;
     }
     Ok(())
 }

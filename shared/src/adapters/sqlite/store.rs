@@ -11,16 +11,17 @@ use time::OffsetDateTime;
 
 use super::{Database, DbError, unix_ms};
 use crate::domain::automation::Automation;
+use crate::domain::evaluation::EventRecord;
 use crate::domain::event::EventType;
-use crate::domain::execution::Execution;
+use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::integration::Integration;
 use crate::ports::{
     AutomationStore, Clock, Listing, Lookup, StoreError, StoreResult, Team, Unreadable,
 };
 
 pub struct SqliteStore {
-    db: Database,
-    clock: Arc<dyn Clock>,
+    pub(super) db: Database,
+    pub(super) clock: Arc<dyn Clock>,
 }
 
 impl SqliteStore {
@@ -39,7 +40,7 @@ fn decode<T: DeserializeOwned>(kind: &'static str, id: &str, body: &str) -> Stor
 }
 
 /// Reads `(id, body)` rows into a listing that keeps unreadable rows as such.
-fn listing<T: DeserializeOwned>(
+pub(super) fn listing<T: DeserializeOwned>(
     kind: &'static str,
     rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
 ) -> Result<Listing<T>, DbError> {
@@ -50,7 +51,7 @@ fn listing<T: DeserializeOwned>(
     .collect()
 }
 
-fn id_and_body(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String)> {
+pub(super) fn id_and_body(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String)> {
     Ok((row.get(0)?, row.get(1)?))
 }
 
@@ -380,6 +381,23 @@ impl AutomationStore for SqliteStore {
             .await?)
     }
 
+    async fn record_evaluations(
+        &self,
+        records: &[EventRecord],
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.put_event_records(records, expires_at).await
+    }
+
+    async fn list_events(
+        &self,
+        team: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<EventRecord>> {
+        self.event_records(team, limit, before).await
+    }
+
     async fn create_executions(&self, executions: &[Execution]) -> Vec<StoreResult<bool>> {
         let rows: Vec<_> = executions
             .iter()
@@ -391,6 +409,7 @@ impl AutomationStore for SqliteStore {
                     e.triggered_at_ms,
                     e.version,
                     serde_json::to_string(e).map_err(|e| e.to_string()),
+                    e.status.as_str(),
                 )
             })
             .collect();
@@ -402,14 +421,15 @@ impl AutomationStore for SqliteStore {
                 let mut created = Vec::with_capacity(rows.len());
                 {
                     let mut stmt = tx.prepare_cached(
-                        "INSERT INTO executions (team, id, automation_id, triggered_ms, version, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                        "INSERT INTO executions (team, id, automation_id, triggered_ms, version, body, status)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
                     )?;
-                    for (team, id, automation, triggered, version, body) in &rows {
+                    for (team, id, automation, triggered, version, body, status) in &rows {
                         // A row that cannot be written fails alone; the others commit.
                         created.push(body.clone().and_then(|body| {
+                            let version = *version as i64;
                             let values =
-                                params![team, id, automation, triggered, *version as i64, body];
+                                params![team, id, automation, triggered, version, body, status];
                             stmt.execute(values).map(|n| n > 0).map_err(|e| e.to_string())
                         }));
                     }
@@ -439,14 +459,22 @@ impl AutomationStore for SqliteStore {
         let mut next = execution.clone();
         next.version = expected + 1;
         let body = serde_json::to_string(&next).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let (team, id) = (next.team.clone(), next.id.clone());
+        let (team, id, status) = (next.team.clone(), next.id.clone(), next.status.as_str());
         let updated = self
             .db
             .call(move |c| {
                 Ok(c.prepare_cached(
-                    "UPDATE executions SET version = ?3, body = ?4 WHERE team = ?1 AND id = ?2 AND version = ?5",
+                    "UPDATE executions SET version = ?3, body = ?4, status = ?6
+                     WHERE team = ?1 AND id = ?2 AND version = ?5",
                 )?
-                .execute(params![team, id, (expected + 1) as i64, body, expected as i64])?)
+                .execute(params![
+                    team,
+                    id,
+                    (expected + 1) as i64,
+                    body,
+                    expected as i64,
+                    status
+                ])?)
             })
             .await?;
         if updated == 0 {
@@ -480,5 +508,15 @@ impl AutomationStore for SqliteStore {
                 listing("execution", rows)
             })
             .await?)
+    }
+
+    async fn list_team_executions(
+        &self,
+        team: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<Execution>> {
+        self.team_executions(team, status, limit, before).await
     }
 }

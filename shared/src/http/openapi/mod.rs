@@ -171,6 +171,11 @@ fn query(q: Query) -> Value {
             json!({"enum": ["PENDING", "RUNNING", "FINISHED", "FAILED"]}),
             "Only those of this status.",
         ),
+        Query::ExecutionStatus => (
+            "status",
+            json!({"enum": ["PENDING", "FINISHED", "FAILED"]}),
+            "Only those of this status.",
+        ),
         Query::DeadLetterQueue => (
             "queue",
             json!({"enum": ["events", "actions"]}),

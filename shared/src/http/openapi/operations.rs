@@ -18,6 +18,7 @@ pub enum Query {
     Limit,
     Before,
     JobStatus,
+    ExecutionStatus,
     DeadLetterQueue,
     DryRun,
     Prune,
@@ -100,12 +101,18 @@ pub fn describe(method: &str, path: &str) -> Option<Doc> {
 
 fn team_route(method: &str, rest: &str) -> Option<Doc> {
     let d = match (method, rest) {
-        ("GET", "") => doc("The team.", None, &[(200, Some("Team"))]),
+        ("GET", "") => doc("The team, and who the caller's key is in it.", None, &[(200, Some("TeamView"))]),
         ("POST", "/events") => doc(
             "Send one event or a batch of up to 1,000: answered once they are durably queued.",
             Some(("Events", true)),
             &[(202, Some("IngestReport"))],
         ),
+        ("GET", "/events") => paged(
+            "The team's recent events (kept as long as their ids are remembered, 7 days), newest first, each with what evaluation made of it: the executions it created and why each other automation of its scope and type did not fire.",
+            &[(200, Some("EventPage"))],
+        ),
+        ("GET", "/executions") => paged("The team's executions across its automations, newest first.", &[(200, Some("ExecutionPage"))])
+            .with_query(&[Query::ExecutionStatus, Query::Limit, Query::Before]),
         ("POST", "/apply") => doc(
             "Make the team's queues, integrations and automations match a document (matched by name); everything is validated before the first write.",
             Some(("Document", true)),

@@ -87,6 +87,14 @@ pub fn all() -> Map<String, Value> {
             "required": ["name", "created_at"]}),
     );
     add(
+        "TeamView",
+        json!({"type": "object", "properties": {"name": string(), "created_at": string(),
+            "caller": {"type": "object", "description": "Who the key is: its user and role (operator for the operator key).",
+                "properties": {"user": string(), "role": {"enum": ["admin", "member", "ingest", "agent", "operator"]}},
+                "required": ["user", "role"]}},
+            "required": ["name", "created_at", "caller"]}),
+    );
+    add(
         "TeamList",
         json!({"type": "object", "properties": {"teams": array_of("Team")}, "required": ["teams"]}),
     );
@@ -224,6 +232,26 @@ pub fn all() -> Map<String, Value> {
             "required": ["id", "automation_id", "status", "triggered_at"]}),
     );
     add("ExecutionPage", listing("executions", "Execution", true));
+    add(
+        "EventRecord",
+        json!({"type": "object", "properties": {
+            "id": string(),
+            "event": {"type": "object", "description": "The event as its producer sent it, with received_at."},
+            "evaluation": {"type": "object", "properties": {
+                "evaluated_at": string(),
+                "fired": {"type": "array", "items": {"type": "object", "properties": {
+                    "automation_id": string(), "automation_name": string(), "execution_id": string()},
+                    "required": ["automation_id", "execution_id"]}},
+                "not_fired": {"type": "array", "items": {"type": "object", "properties": {
+                    "automation_id": string(), "automation_name": string(),
+                    "reason": {"enum": ["disabled", "filter", "states", "metric", "cooldown", "scope", "event_type"]},
+                    "field": string(), "message": string()},
+                    "required": ["automation_id", "reason", "message"]}},
+                "omitted": {"type": "integer", "minimum": 0}},
+                "required": ["fired", "not_fired"]}},
+            "required": ["id", "event", "evaluation"]}),
+    );
+    add("EventPage", listing("events", "EventRecord", true));
     add(
         "QueueInput",
         json!({"type": "object", "additionalProperties": false, "properties": {"name": string()},

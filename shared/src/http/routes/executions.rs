@@ -1,4 +1,4 @@
-//! Executions: an automation's, one by id, and sending one again.
+//! Executions: the team's, an automation's, one by id, and sending one again.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -6,9 +6,12 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use serde::Deserialize;
+
 use super::{AppState, Caller, paged, team};
-use crate::domain::execution::Execution;
-use crate::http::extract::{ApiPath, ApiResult, Page};
+use crate::domain::Invalid;
+use crate::domain::execution::{Execution, ExecutionStatus};
+use crate::http::extract::{ApiPath, ApiResult, Page, page_limit};
 use crate::usecases::manage;
 
 pub async fn list(
@@ -23,6 +26,48 @@ pub async fn list(
         .engine
         .store
         .list_executions(&t, &id, limit, before.as_deref())
+        .await
+        .map_err(crate::usecases::Error::from)?;
+    let answer = paged(
+        &t,
+        "executions",
+        &listing,
+        limit,
+        |e| &e.id,
+        Execution::public_view,
+    );
+    Ok(Json(answer).into_response())
+}
+
+/// `?status=&limit=&before=` of the team's executions.
+#[derive(Deserialize)]
+pub struct TeamPage {
+    status: Option<String>,
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+pub async fn list_team(
+    State(s): State<AppState>,
+    ApiPath(t): ApiPath<String>,
+    page: Result<Query<TeamPage>, QueryRejection>,
+) -> ApiResult {
+    team(&s, &t).await?;
+    let Query(page) = page.map_err(|e| Invalid::new("query", e.body_text()))?;
+    let limit = page_limit(page.limit)?;
+    let status = match page.status.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(ExecutionStatus::parse(text).ok_or_else(|| {
+            Invalid::new(
+                "status",
+                format!("unknown execution status {text:?}; expected PENDING, FINISHED or FAILED"),
+            )
+        })?),
+    };
+    let listing = s
+        .engine
+        .store
+        .list_team_executions(&t, status, limit, page.before.as_deref())
         .await
         .map_err(crate::usecases::Error::from)?;
     let answer = paged(

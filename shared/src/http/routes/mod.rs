@@ -91,8 +91,10 @@ impl RouteSpec {
     /// Whether `surface` serves this route: the ingest function the events route, the api
     /// function the others.
     pub fn served_by(&self, surface: Surface) -> bool {
-        // Both take what producers send: events, and other systems' webhooks.
-        let events = self.path == EVENTS_PATH || self.path == RECEIVE_PATH;
+        // Both take what producers send: events, and other systems' webhooks. Listing the
+        // recent events is management.
+        let events =
+            self.method == Method::POST && (self.path == EVENTS_PATH || self.path == RECEIVE_PATH);
         match surface {
             Surface::All => true,
             Surface::Ingest => events,
@@ -128,6 +130,7 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
         ),
         route(Method::GET, "/v1/teams/{team}", Some(Read), get(teams::get)),
         route(Method::POST, EVENTS_PATH, Some(Send), post(events::post)),
+        route(Method::GET, EVENTS_PATH, Some(Read), get(events::list)),
         route(
             Method::POST,
             "/v1/teams/{team}/apply",
@@ -241,6 +244,12 @@ fn table() -> Vec<(RouteSpec, MethodRouter<AppState>)> {
             "/v1/teams/{team}/secrets/{name}",
             Some(Admin),
             delete(secrets::delete),
+        ),
+        route(
+            Method::GET,
+            "/v1/teams/{team}/executions",
+            Some(Read),
+            get(executions::list_team),
         ),
         route(
             Method::GET,
@@ -391,6 +400,10 @@ pub fn router_for(state: AppState, surface: Surface) -> Router {
             )),
         };
         router = router.route(spec.path, handler);
+    }
+    // The console is served with the management routes it calls.
+    if surface != Surface::Ingest {
+        router = router.merge(super::console::router());
     }
     router
         .fallback(|| async {

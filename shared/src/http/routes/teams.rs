@@ -36,6 +36,15 @@ pub async fn list(State(s): State<AppState>) -> ApiResult {
     Ok(Json(json!({ "teams": teams })).into_response())
 }
 
-pub async fn get(State(s): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult {
-    Ok(Json(json!(manage::team(&s.engine, &name).await?)).into_response())
+/// The team, and who the caller is in it (`caller`: the key's user and role, or the
+/// operator): what the console shows and hides.
+pub async fn get(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult {
+    let mut team = json!(manage::team(&s.engine, &name).await?);
+    let actor = caller.actor();
+    team["caller"] = json!({"user": actor.user, "role": actor.role});
+    Ok(Json(team).into_response())
 }

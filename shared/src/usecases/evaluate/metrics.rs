@@ -40,6 +40,9 @@ pub struct GroupOutcome {
     /// The indexes of the group's events.
     pub events: Vec<usize>,
     pub result: StoreResult<Vec<Fired>>,
+    /// The (event index, automation id) pairs whose rule the run's cooldown held back:
+    /// the automation's filter matched the event, and it had fired on the run before.
+    pub cooling: Vec<(usize, String)>,
 }
 
 /// The points of one metric of one run in a batch.
@@ -78,9 +81,17 @@ pub async fn evaluate(
     futures_util::stream::iter(groups)
         .map(|group| async move {
             let indexes = group.points.iter().map(|p| p.event).collect();
+            let (result, cooling) = match run_group(engine, events, &group).await {
+                Ok((fired, state)) => {
+                    let cooling = cooled(&group, &fired, &state);
+                    (Ok(fired), cooling)
+                }
+                Err(e) => (Err(e), Vec::new()),
+            };
             GroupOutcome {
                 events: indexes,
-                result: run_group(engine, events, &group).await,
+                result,
+                cooling,
             }
         })
         .buffer_unordered(CONCURRENT_GROUPS)
@@ -171,10 +182,39 @@ fn group(events: &[Event], watched: Vec<(usize, Vec<Arc<Compiled>>)>) -> Vec<Gro
     groups
 }
 
+/// The points whose watchers did not fire because a firing at or before the point set the
+/// run's cooldown.
+fn cooled(group: &Group, fired: &[Fired], state: &MetricState) -> Vec<(usize, String)> {
+    let fired: HashSet<(usize, &str)> = fired
+        .iter()
+        .map(|f| (f.event, f.automation.automation.id.as_str()))
+        .collect();
+    let mut cooling = Vec::new();
+    for point in &group.points {
+        for &w in &point.watchers {
+            let (compiled, trigger) = &group.watchers[w];
+            let id = compiled.automation.id.as_str();
+            let Some(until) = state.cooldowns.get(id) else {
+                continue;
+            };
+            let since =
+                until.saturating_sub((trigger.cooldown_seconds as i64).saturating_mul(1000));
+            if !fired.contains(&(point.event, id)) && since <= point.at_ms && point.at_ms < *until {
+                cooling.push((point.event, id.to_string()));
+            }
+        }
+    }
+    cooling
+}
+
 /// Reads the group's state, adds its points and writes it back, again from the read when
 /// another evaluator wrote first. Answers the firings, those an earlier delivery of the
-/// same events recorded included.
-async fn run_group(engine: &Engine, events: &[Event], group: &Group) -> StoreResult<Vec<Fired>> {
+/// same events recorded included, and the state as written.
+async fn run_group(
+    engine: &Engine,
+    events: &[Event],
+    group: &Group,
+) -> StoreResult<(Vec<Fired>, MetricState)> {
     for round in 0..MAX_ROUNDS {
         if round > 0 {
             // Evaluators that collided try again at different times.
@@ -189,7 +229,7 @@ async fn run_group(engine: &Engine, events: &[Event], group: &Group) -> StoreRes
             stored.map_or((MetricState::default(), 0), |s| (s.value, s.version));
         let mut fired = recorded_firings(events, group, &state);
         if !add_points(events, group, &mut state, &mut fired) {
-            return Ok(fired);
+            return Ok((fired, state));
         }
         let now = engine.clock.now();
         let kept_until = state
@@ -212,7 +252,7 @@ async fn run_group(engine: &Engine, events: &[Event], group: &Group) -> StoreRes
             )
             .await
         {
-            Ok(_) => return Ok(fired),
+            Ok(_) => return Ok((fired, state)),
             Err(StoreError::Stale) => continue,
             Err(e) => return Err(e),
         }

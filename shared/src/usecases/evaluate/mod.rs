@@ -4,13 +4,14 @@
 
 pub mod metrics;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
 
 use super::{ActionMessage, Engine, Error, Result};
-use crate::domain::automation::{Automation, Compiled};
+use crate::domain::automation::{Automation, Compiled, Mismatch};
+use crate::domain::evaluation::{EventRecord, Fired, NotFired};
 use crate::domain::event::{Event, EventType, format_millis};
 use crate::domain::execution::{ActionRecord, EventRef, Execution, ExecutionStatus};
 use crate::domain::ids::execution_id;
@@ -129,40 +130,48 @@ impl Evaluator {
         }
     }
 
-    /// Creates the executions of a batch of events and queues the ones to deliver. Answers
-    /// for each event, in order: one event that cannot be evaluated (its executions not
-    /// written or not queued) fails alone, and the others of the batch go on.
+    /// Creates the executions of a batch of events and queues the ones to deliver, then
+    /// records what evaluation made of each event. Answers for each event, in order: one
+    /// event that cannot be evaluated (its executions not written or not queued) fails
+    /// alone, and the others of the batch go on.
     pub async fn evaluate(&self, events: &[Event]) -> Vec<Result<Evaluation>> {
         let mut outcomes: Vec<Result<Evaluation>> =
             events.iter().map(|_| Ok(Evaluation::default())).collect();
-        let (owners, executions) = self.fire(events, &mut outcomes).await;
+        let mut fired = Fire::new(events.len());
+        self.fire_plain(events, &mut fired, &mut outcomes).await;
+        self.fire_metrics(events, &mut fired, &mut outcomes).await;
         let messages = self
-            .record(events, &owners, &executions, &mut outcomes)
+            .record(events, &fired.owners, &fired.executions, &mut outcomes)
             .await;
         self.queue(&messages, &mut outcomes).await;
+        self.keep_verdicts(events, fired.verdicts, &outcomes).await;
         outcomes
     }
 
-    /// The executions the events fire, and for each the index of its event. A group whose
-    /// lookups fail fails its events; so does a metric group whose state cannot be written.
-    async fn fire(
+    /// The executions the events other than run metrics fire, and why the others of their
+    /// scope and type do not. A group whose lookups fail fails its events.
+    async fn fire_plain(
         &self,
         events: &[Event],
+        fire: &mut Fire,
         outcomes: &mut [Result<Evaluation>],
-    ) -> (Vec<usize>, Vec<Execution>) {
-        let (mut owners, mut executions) = (Vec::new(), Vec::new());
-        let (metric, other): (Vec<usize>, Vec<usize>) =
-            (0..events.len()).partition(|&i| events[i].event_type == EventType::RunMetrics);
-        for chunk in other.chunks(MATCH_GROUP) {
+    ) {
+        let plain: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].event_type != EventType::RunMetrics)
+            .collect();
+        for chunk in plain.chunks(MATCH_GROUP) {
             let group: Vec<&Event> = chunk.iter().map(|&i| &events[i]).collect();
             match self.candidates_batch(&group).await {
                 Ok(candidates) => {
                     for (&i, candidates) in chunk.iter().zip(candidates) {
                         let event = &events[i];
                         let document = event.filter_document();
-                        for compiled in candidates.iter().filter(|c| c.matches(event, &document)) {
-                            owners.push(i);
-                            executions.push(new_execution(event, &compiled.automation));
+                        for compiled in candidates {
+                            if compiled.matches(event, &document) {
+                                fire.push(i, new_execution(event, &compiled.automation));
+                            } else {
+                                fire.not_fired(i, &compiled, why_not(&compiled, event, &document));
+                            }
                         }
                     }
                 }
@@ -173,45 +182,123 @@ impl Evaluator {
                 }
             }
         }
+    }
+
+    /// The executions the run-metric events fire through their windows, and why the other
+    /// automations watching their scope do not. A group whose state cannot be written fails
+    /// its events.
+    async fn fire_metrics(
+        &self,
+        events: &[Event],
+        fire: &mut Fire,
+        outcomes: &mut [Result<Evaluation>],
+    ) {
+        let metric: Vec<usize> = (0..events.len())
+            .filter(|&i| events[i].event_type == EventType::RunMetrics)
+            .collect();
+        if metric.is_empty() {
+            return;
+        }
         // The metric events of a batch are mostly the points of a few runs: one lookup for
         // all of them reads each (scope, RUN_METRICS) partition once.
-        let mut watched = Vec::new();
-        if !metric.is_empty() {
-            let group: Vec<&Event> = metric.iter().map(|&i| &events[i]).collect();
-            match self.candidates_batch(&group).await {
-                Ok(candidates) => watched = metric.iter().copied().zip(candidates).collect(),
+        let group: Vec<&Event> = metric.iter().map(|&i| &events[i]).collect();
+        let watched: Vec<(usize, Vec<Arc<Compiled>>)> = match self.candidates_batch(&group).await {
+            Ok(candidates) => metric.iter().copied().zip(candidates).collect(),
+            Err(e) => {
+                for &i in &metric {
+                    outcomes[i] = Err(copy(&e));
+                }
+                return;
+            }
+        };
+        // Automations that cannot fire on an event say why now; the others wait for their
+        // metric's window.
+        let mut eligible: Vec<(usize, Arc<Compiled>)> = Vec::new();
+        for (i, candidates) in &watched {
+            let document = events[*i].filter_document();
+            for compiled in candidates {
+                match compiled.why_not(&events[*i], &document) {
+                    Some(why) => fire.not_fired(*i, compiled, why),
+                    None => eligible.push((*i, Arc::clone(compiled))),
+                }
+            }
+        }
+        let mut fired_now: HashSet<(usize, String)> = HashSet::new();
+        let mut cooling: HashSet<(usize, String)> = HashSet::new();
+        for group in metrics::evaluate(&self.engine, events, watched).await {
+            match group.result {
+                Ok(fired) => {
+                    for f in fired {
+                        fired_now.insert((f.event, f.automation.automation.id.clone()));
+                        let execution = metric_execution(
+                            &events[f.event],
+                            &f.automation.automation,
+                            &f.metric,
+                            f.value,
+                        );
+                        fire.push(f.event, execution);
+                    }
+                    cooling.extend(group.cooling);
+                }
                 Err(e) => {
-                    for &i in &metric {
+                    tracing::error!(error = %e, "metric state could not be updated; its events come back");
+                    let e = Error::from(e);
+                    for i in group.events {
                         outcomes[i] = Err(copy(&e));
                     }
                 }
             }
         }
-        if !watched.is_empty() {
-            for group in metrics::evaluate(&self.engine, events, watched).await {
-                match group.result {
-                    Ok(fired) => {
-                        for f in fired {
-                            owners.push(f.event);
-                            executions.push(metric_execution(
-                                &events[f.event],
-                                &f.automation.automation,
-                                &f.metric,
-                                f.value,
-                            ));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "metric state could not be updated; its events come back");
-                        let e = Error::from(e);
-                        for i in group.events {
-                            outcomes[i] = Err(copy(&e));
-                        }
-                    }
-                }
+        for (i, compiled) in eligible {
+            let key = (i, compiled.automation.id.clone());
+            if fired_now.contains(&key) {
+                continue;
             }
+            let why = metric_mismatch(&compiled, cooling.contains(&key));
+            fire.not_fired(i, &compiled, why);
         }
-        (owners, executions)
+    }
+
+    /// Keeps what evaluation made of each event it finished (the failed ones come back and
+    /// are recorded then). A record that cannot be written is logged: the event's
+    /// executions stand, and only its explanation is missing.
+    async fn keep_verdicts(
+        &self,
+        events: &[Event],
+        verdicts: Vec<Verdict>,
+        outcomes: &[Result<Evaluation>],
+    ) {
+        let now = self.engine.clock.now();
+        let at_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let records: Vec<EventRecord> = events
+            .iter()
+            .zip(verdicts)
+            .zip(outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|((event, verdict), _)| {
+                EventRecord::new(event.clone(), at_ms, verdict.fired, verdict.not_fired)
+            })
+            .collect();
+        for r in records.iter().filter(|r| r.fired.is_empty()) {
+            let why: Vec<String> = r
+                .not_fired
+                .iter()
+                .map(|n| format!("{}: {}", n.automation_name, n.reason))
+                .collect();
+            tracing::debug!(team = %r.event.team, event = %r.event.id, not_fired = ?why, "the event fired no automation");
+        }
+        if records.is_empty() {
+            return;
+        }
+        let expires = now + super::ingest::DEDUP_WINDOW;
+        if let Err(e) = self
+            .engine
+            .store
+            .record_evaluations(&records, expires)
+            .await
+        {
+            tracing::error!(events = records.len(), error = %e, "what evaluation made of these events could not be recorded; their executions stand");
+        }
     }
 
     /// Writes the executions (each once, whatever the redeliveries); returns the action
@@ -284,6 +371,79 @@ fn copy(e: &Error) -> Error {
         Error::Queue(q) => Error::Queue(QueueError(q.0.clone())),
         other => Error::Store(StoreError::Backend(other.to_string())),
     }
+}
+
+/// What the automations of one event's scope and type did with it.
+#[derive(Default)]
+struct Verdict {
+    fired: Vec<Fired>,
+    not_fired: Vec<NotFired>,
+}
+
+/// The executions a batch fires, each with the index of its event, and every event's
+/// verdicts.
+struct Fire {
+    owners: Vec<usize>,
+    executions: Vec<Execution>,
+    verdicts: Vec<Verdict>,
+}
+
+impl Fire {
+    fn new(events: usize) -> Self {
+        Self {
+            owners: Vec::new(),
+            executions: Vec::new(),
+            verdicts: (0..events).map(|_| Verdict::default()).collect(),
+        }
+    }
+
+    fn push(&mut self, event: usize, execution: Execution) {
+        self.verdicts[event].fired.push(Fired {
+            automation_id: execution.automation_id.clone(),
+            automation_name: execution.automation_name.clone(),
+            execution_id: execution.id.clone(),
+        });
+        self.owners.push(event);
+        self.executions.push(execution);
+    }
+
+    fn not_fired(&mut self, event: usize, compiled: &Compiled, why: Mismatch) {
+        let a = &compiled.automation;
+        self.verdicts[event]
+            .not_fired
+            .push(NotFired::new(&a.id, &a.spec.name, why));
+    }
+}
+
+/// Why `compiled` did not fire on `event`, which [`Compiled::matches`] refused.
+fn why_not(compiled: &Compiled, event: &Event, document: &Value) -> Mismatch {
+    compiled.why_not(event, document).unwrap_or_else(|| {
+        // `matches` checks being enabled first, `why_not` last: they agree otherwise.
+        Mismatch::new("disabled", None, "the automation is disabled")
+    })
+}
+
+/// Why a run-metric automation whose filter matched did not fire on the event's value.
+fn metric_mismatch(compiled: &Compiled, cooling: bool) -> Mismatch {
+    let metric = compiled
+        .metric
+        .as_ref()
+        .map(|m| m.metric.as_str())
+        .unwrap_or_default();
+    if cooling {
+        return Mismatch::new(
+            "cooldown",
+            Some(format!("metrics.{metric}")),
+            "the automation fired on this run before, and its cooldown has not passed",
+        );
+    }
+    Mismatch::new(
+        "metric",
+        Some(format!("metrics.{metric}")),
+        format!(
+            "the trigger's rule on {metric} did not fire on this value and the run's earlier ones"
+        ),
+    )
 }
 
 /// The execution of `automation` firing on `event`.

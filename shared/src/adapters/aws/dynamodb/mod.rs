@@ -9,7 +9,8 @@
 //! | integration (and its name lock) | `TEAM#{team}` | `INTEGRATION#{id}` (`INTEGRATION_NAME#{name}`) | |
 //! | source (and its name lock) | `TEAM#{team}` | `SOURCE#{id}` (`SOURCE_NAME#{name}`) | |
 //! | seen event | `TEAM#{team}` | `EVENT#{id}` | TTL `expires_at` |
-//! | execution | `TEAM#{team}` | `EXECUTION#{id}` | `by_automation`: `{team}#{automation}`, `{ms}#{id}` |
+//! | execution | `TEAM#{team}` | `EXECUTION#{id}` | `by_automation`: `{team}#{automation}`, `{ms}#{id}`; `by_time`, `by_status` ([`history`]) |
+//! | evaluated event | `TEAM#{team}` | `EVALUATED#{id}` | `by_time` ([`history`]); TTL `expires_at` |
 //!
 //! Keys and the audit trail live in the same table ([`access`]), and so do the runs'
 //! metric windows ([`metrics`]) and the job queues ([`jobs`]).
@@ -19,11 +20,13 @@
 //! conditional writes.
 
 mod access;
+mod history;
 mod jobs;
 mod metrics;
 mod sources;
 
 pub use access::{DynamoAccess, KEY_HASH};
+pub use history::BY_STATUS;
 pub use jobs::{BY_QUEUE, DynamoJobs, QUEUE_KEY, QUEUE_SORT};
 pub use metrics::DynamoMetrics;
 
@@ -44,7 +47,8 @@ use time::OffsetDateTime;
 
 use super::describe;
 use crate::domain::automation::{Automation, Scope};
-use crate::domain::execution::Execution;
+use crate::domain::evaluation::EventRecord;
+use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::integration::Integration;
 use crate::ports::{
     AutomationStore, Clock, Listing, Lookup, StoreError, StoreResult, Team, Unreadable,
@@ -64,6 +68,11 @@ pub const TRIGGER_SORT: &str = "trigger_sk";
 pub const BY_AUTOMATION: &str = "by_automation";
 pub const AUTOMATION_KEY: &str = "automation_pk";
 pub const AUTOMATION_SORT: &str = "automation_sk";
+pub const BY_TIME: &str = "by_time";
+pub const TIME_KEY: &str = "time_pk";
+pub const TIME_SORT: &str = "time_sk";
+pub const STATUS_KEY: &str = "status_pk";
+pub const STATUS_SORT: &str = "status_sk";
 
 /// The partition that lists every team (operator-only, rare reads).
 pub const TEAMS_PARTITION: &str = "TEAMS";
@@ -201,19 +210,18 @@ impl DynamoStore {
                 .build()
                 .map_err(|e| backend("CreateTable", e))
         };
-        let index = |name: &str, pk: &str, sk: &str| -> StoreResult<GlobalSecondaryIndex> {
+        let projected = |name: &str, pk: &str, sk: &str, projection: ProjectionType| {
             GlobalSecondaryIndex::builder()
                 .index_name(name)
                 .key_schema(key(pk, KeyType::Hash)?)
                 .key_schema(key(sk, KeyType::Range)?)
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
+                .projection(Projection::builder().projection_type(projection).build())
                 .build()
                 .map_err(|e| backend("CreateTable", e))
         };
+        let index = |name: &str, pk: &str, sk: &str| projected(name, pk, sk, ProjectionType::All);
+        let keys_only =
+            |name: &str, pk: &str, sk: &str| projected(name, pk, sk, ProjectionType::KeysOnly);
         client
             .create_table()
             .table_name(table)
@@ -227,12 +235,18 @@ impl DynamoStore {
                 attr(AUTOMATION_SORT)?,
                 attr(QUEUE_KEY)?,
                 attr(QUEUE_SORT)?,
+                attr(TIME_KEY)?,
+                attr(TIME_SORT)?,
+                attr(STATUS_KEY)?,
+                attr(STATUS_SORT)?,
             ]))
             .key_schema(key(PARTITION_KEY, KeyType::Hash)?)
             .key_schema(key(SORT_KEY, KeyType::Range)?)
             .global_secondary_indexes(index(BY_TRIGGER, TRIGGER_KEY, TRIGGER_SORT)?)
             .global_secondary_indexes(index(BY_AUTOMATION, AUTOMATION_KEY, AUTOMATION_SORT)?)
             .global_secondary_indexes(index(BY_QUEUE, QUEUE_KEY, QUEUE_SORT)?)
+            .global_secondary_indexes(keys_only(BY_TIME, TIME_KEY, TIME_SORT)?)
+            .global_secondary_indexes(keys_only(BY_STATUS, STATUS_KEY, STATUS_SORT)?)
             .send()
             .await
             .map_err(|e| backend("CreateTable", e))?;
@@ -438,6 +452,7 @@ impl DynamoStore {
             AUTOMATION_SORT.into(),
             s(execution_sort(execution.triggered_at_ms, &execution.id)),
         );
+        history::execution_index_keys(execution, &mut item);
         Ok(item)
     }
 }
@@ -787,38 +802,39 @@ impl AutomationStore for DynamoStore {
     ) -> StoreResult<()> {
         use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
-        for chunk in unique.chunks(25) {
-            let mut requests = chunk
-                .iter()
-                .map(|id| {
-                    let item = HashMap::from([
-                        (PARTITION_KEY.to_string(), team_pk(team)),
-                        (SORT_KEY.to_string(), s(format!("EVENT#{id}"))),
-                        (EXPIRES_AT.to_string(), n(expires_at.unix_timestamp())),
-                    ]);
-                    PutRequest::builder()
-                        .set_item(Some(item))
-                        .build()
-                        .map(|p| WriteRequest::builder().put_request(p).build())
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| backend("BatchWriteItem", e))?;
-            while !requests.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, std::mem::take(&mut requests))
-                    .send()
-                    .await
-                    .map_err(|e| backend("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-            }
-        }
-        Ok(())
+        let requests = unique
+            .iter()
+            .map(|id| {
+                let item = HashMap::from([
+                    (PARTITION_KEY.to_string(), team_pk(team)),
+                    (SORT_KEY.to_string(), s(format!("EVENT#{id}"))),
+                    (EXPIRES_AT.to_string(), n(expires_at.unix_timestamp())),
+                ]);
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| backend("BatchWriteItem", e))?;
+        self.batch_write(requests).await
+    }
+
+    async fn record_evaluations(
+        &self,
+        records: &[EventRecord],
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.put_event_records(records, expires_at).await
+    }
+
+    async fn list_events(
+        &self,
+        team: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<EventRecord>> {
+        self.event_records(team, limit, before).await
     }
 
     async fn create_executions(&self, executions: &[Execution]) -> Vec<StoreResult<bool>> {
@@ -905,55 +921,18 @@ impl AutomationStore for DynamoStore {
         limit: usize,
         before: Option<&str>,
     ) -> StoreResult<Listing<Execution>> {
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(BY_AUTOMATION)
-            .expression_attribute_names("#k", AUTOMATION_KEY)
-            .expression_attribute_values(":k", s(format!("{team}#{automation_id}")))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32);
-        query = match before {
-            None => query.key_condition_expression("#k = :k"),
-            Some(id) => {
-                // The cursor's index key, read as stored: an unreadable body is a cursor too.
-                let cursor = self
-                    .get(team_pk(team), format!("EXECUTION#{id}"))
-                    .await?
-                    .and_then(|item| match item.get(AUTOMATION_SORT) {
-                        Some(AttributeValue::S(sort)) => Some(sort.clone()),
-                        _ => None,
-                    });
-                let Some(cursor) = cursor else {
-                    return Ok(Listing::default());
-                };
-                query
-                    .key_condition_expression("#k = :k AND #s < :before")
-                    .expression_attribute_names("#s", AUTOMATION_SORT)
-                    .expression_attribute_values(":before", s(cursor))
-            }
-        };
-        // A page stops at 1 MB: keep asking until `limit` items or the end.
-        let mut out = Listing::default();
-        let mut start = None;
-        loop {
-            let page = query
-                .clone()
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| backend("Query", e))?;
-            for item in page.items() {
-                if out.entries.len() < limit {
-                    out.entries.push(decode("execution", item));
-                }
-            }
-            start = page.last_evaluated_key().cloned();
-            if out.entries.len() >= limit || start.is_none() {
-                return Ok(out);
-            }
-        }
+        self.automation_executions(team, automation_id, limit, before)
+            .await
+    }
+
+    async fn list_team_executions(
+        &self,
+        team: &str,
+        status: Option<ExecutionStatus>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> StoreResult<Listing<Execution>> {
+        self.team_executions(team, status, limit, before).await
     }
 }
 
