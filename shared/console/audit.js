@@ -3,14 +3,16 @@
 
 import { h, mount, table, text, when } from "./dom.js";
 import { call, teamPath, withQuery } from "./api.js";
+import { guarded } from "./form.js";
 
 export async function list(view) {
   const body = h("div", {});
   const more = h("button", { type: "button", hidden: true }, "Older");
   let before = null;
   let shown = [];
-  const load = async () => {
+  const load = guarded(view, async (current) => {
     const page = await call("GET", withQuery(teamPath("audit"), { limit: 50, before }));
+    if (!current()) return;
     shown = shown.concat(page.entries || []);
     before = page.next_before;
     more.hidden = !before;
@@ -29,8 +31,8 @@ export async function list(view) {
           )
         : h("p", { class: "muted" }, "Nothing yet."),
     );
-  };
-  more.addEventListener("click", load);
+  });
+  more.addEventListener("click", () => load());
   mount(view, h("h1", {}, "Audit log"), body, more);
   await load();
 }

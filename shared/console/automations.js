@@ -2,7 +2,7 @@
 // executions, and the form that creates or edits one (with a preview of what it would do).
 
 import { badge, h, mount, pre, table, text, when } from "./dom.js";
-import { call, session, teamPath, withQuery } from "./api.js";
+import { ApiError, call, session, teamPath, withQuery } from "./api.js";
 import { Form, input, readJson, select, textarea } from "./form.js";
 import { executionTable } from "./executions.js";
 
@@ -344,8 +344,16 @@ function previewPanel(form, body) {
             const verdict = answer.would_fire ? "It would fire." : `It would not fire: ${text(answer.reason && answer.reason.message)}`;
             mount(result, h("p", { id: "preview-verdict" }, verdict), pre(answer));
           } catch (err) {
-            if (err instanceof SyntaxError) mount(result, h("p", { class: "form-error" }, `The example event is not valid JSON: ${err.message}`));
-            else form.show(err);
+            if (err instanceof SyntaxError) {
+              mount(result, h("p", { class: "form-error" }, `The example event is not valid JSON: ${err.message}`));
+            } else if (err instanceof ApiError && err.field.startsWith("automation.")) {
+              // The draft's fields, as the preview names them.
+              err.field = err.field.slice("automation.".length);
+              form.show(err);
+            } else {
+              // The example event's (or a problem of the whole request).
+              mount(result, h("p", { class: "form-error", role: "alert" }, err instanceof ApiError ? err.describe() : String(err)));
+            }
           }
         },
       },

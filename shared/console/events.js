@@ -3,6 +3,7 @@
 
 import { h, mount, pre, when } from "./dom.js";
 import { call, teamPath, withQuery } from "./api.js";
+import { guarded } from "./form.js";
 
 const PAGE = 25;
 
@@ -54,14 +55,15 @@ export async function list(view) {
   const body = h("div", { id: "events" });
   const more = h("button", { type: "button", id: "older", hidden: true }, "Older");
   let before = null;
-  const load = async () => {
+  const load = guarded(view, async (current) => {
     const page = await call("GET", withQuery(teamPath("events"), { limit: PAGE, before }));
+    if (!current()) return;
     for (const record of page.events || []) body.appendChild(card(record));
     if (!body.children.length) mount(body, h("p", { class: "muted" }, "No events in the last 7 days."));
     before = page.next_before;
     more.hidden = !before;
-  };
-  more.addEventListener("click", load);
+  });
+  more.addEventListener("click", () => load());
   mount(
     view,
     h("h1", {}, "Recent events"),

@@ -4,7 +4,7 @@
 
 import { badge, h, mount, pre, table, text, when } from "./dom.js";
 import { call, session, teamPath, withQuery } from "./api.js";
-import { select } from "./form.js";
+import { guarded, select } from "./form.js";
 
 const PAGE = 25;
 
@@ -25,14 +25,12 @@ export async function executionTable(container, path, { statusFilter }) {
   let before = null;
   let shown = [];
 
-  const load = async (reset) => {
-    if (reset) {
-      before = null;
-      shown = [];
-    }
-    const query = { limit: PAGE, before };
+  const load = guarded(container, async (current, reset) => {
+    const query = { limit: PAGE, before: reset ? null : before };
     if (statusFilter === "server") query.status = status.value;
     const page = await call("GET", withQuery(path, query));
+    if (!current()) return;
+    if (reset) shown = [];
     const got = (page.executions || []).filter((e) => statusFilter === "server" || !status.value || e.status === status.value);
     shown = shown.concat(got);
     before = page.next_before;
@@ -58,7 +56,7 @@ export async function executionTable(container, path, { statusFilter }) {
           )
         : h("p", { class: "muted", id: "no-executions" }, "No executions."),
     );
-  };
+  });
   status.addEventListener("change", () => load(true));
   more.addEventListener("click", () => load(false));
   mount(container, h("div", { class: "toolbar" }, h("label", { for: "status-filter" }, "Status "), status), body, more);
@@ -66,7 +64,8 @@ export async function executionTable(container, path, { statusFilter }) {
 }
 
 function lastAnswer(e) {
-  const last = (e.attempts || [])[e.attempts.length - 1];
+  const attempts = e.attempts || [];
+  const last = attempts[attempts.length - 1];
   if (!last) return "—";
   return last.status_code ? `HTTP ${last.status_code}` : text(last.error);
 }

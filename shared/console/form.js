@@ -63,6 +63,7 @@ export class Form {
     let best = null;
     let bestLength = -1;
     for (const [path, entry] of this.fields) {
+      if (entry.row.hidden) continue;
       const prefix = field === path || field.startsWith(path + ".") || field.startsWith(path + "[");
       if (prefix && path.length > bestLength) {
         best = entry;
@@ -109,4 +110,31 @@ export function select(options, value, props = {}) {
   );
   if (value !== undefined) el.value = value;
   return el;
+}
+
+/**
+ * `load` wrapped for an event listener: a failure is shown at the top of `container`
+ * (a refused key signs out), and only the latest call's answer is used (`load` gets a
+ * `current()` to check before it shows what it read).
+ */
+export function guarded(container, load) {
+  let generation = 0;
+  return async (...args) => {
+    const mine = ++generation;
+    try {
+      await load(() => mine === generation, ...args);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        sessionStorage.clear();
+        location.reload();
+        return;
+      }
+      let shown = container.querySelector(":scope > .load-error");
+      if (!shown) {
+        shown = h("p", { class: "form-error load-error", role: "alert" });
+        container.prepend(shown);
+      }
+      shown.textContent = err instanceof ApiError ? err.describe() : String(err);
+    }
+  };
 }

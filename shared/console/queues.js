@@ -3,7 +3,7 @@
 
 import { badge, h, mount, pre, table, text, when } from "./dom.js";
 import { call, session, teamPath, withQuery } from "./api.js";
-import { Form, input, select } from "./form.js";
+import { Form, guarded, input, select } from "./form.js";
 
 export async function list(view) {
   const listed = await call("GET", teamPath("queues"));
@@ -53,12 +53,11 @@ export async function jobs(view, queue) {
   const more = h("button", { type: "button", hidden: true }, "Older");
   let before = null;
   let shown = [];
-  const load = async (reset) => {
-    if (reset) {
-      before = null;
-      shown = [];
-    }
-    const page = await call("GET", withQuery(teamPath("queues", queue, "jobs"), { status: status.value, limit: 25, before }));
+  const load = guarded(view, async (current, reset) => {
+    const query = { status: status.value, limit: 25, before: reset ? null : before };
+    const page = await call("GET", withQuery(teamPath("queues", queue, "jobs"), query));
+    if (!current()) return;
+    if (reset) shown = [];
     shown = shown.concat(page.jobs || []);
     before = page.next_before;
     more.hidden = !before;
@@ -79,7 +78,7 @@ export async function jobs(view, queue) {
           )
         : h("p", { class: "muted" }, "No jobs."),
     );
-  };
+  });
   status.addEventListener("change", () => load(true));
   more.addEventListener("click", () => load(false));
   mount(view, h("h1", {}, `Queue ${queue}`), h("div", { class: "toolbar" }, h("label", { for: "job-status" }, "Status "), status), body, more);

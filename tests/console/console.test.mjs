@@ -229,6 +229,13 @@ describe("the web console", () => {
     await p.waitForSelector("#preview-verdict");
     assert.equal(await p.textContent("#preview-verdict"), "It would fire.");
     assert.equal(receiver.got.length, 1, "a preview sends nothing (the one request is the test)");
+    // A bad example event is named beside the preview, not in the form.
+    const example = await p.inputValue("#preview-event");
+    await p.fill("#preview-event", '{"event_type": "NOPE", "registry": "model"}');
+    await p.click("#preview");
+    const refused = await p.waitForSelector("#preview-result .form-error");
+    assert.match(await refused.textContent(), /event_type/);
+    await p.fill("#preview-event", example);
     // Then fixed, it is created.
     await p.click("#save");
     await p.waitForSelector("h1 >> text=deploy-on-production");

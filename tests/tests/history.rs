@@ -239,6 +239,7 @@ async fn bad_listing_queries_name_the_problem_and_roles_are_checked() {
         ("/v1/teams/acme/executions?limit=-1", "query"),
         ("/v1/teams/acme/executions?limit=x", "query"),
         ("/v1/teams/acme/events?limit=1000000", "limit"),
+        ("/v1/teams/acme/events?limit=51", "limit"),
         ("/v1/teams/acme/events?limit=%00", "query"),
     ] {
         let (status, answer) = api.call("GET", path, None).await;
@@ -273,4 +274,85 @@ async fn bad_listing_queries_name_the_problem_and_roles_are_checked() {
             .await;
     }
     api.expect(404, "GET", "/v1/teams/none/events", None).await;
+}
+
+#[tokio::test]
+async fn run_metric_events_say_when_a_cooldown_or_the_rule_held_an_automation_back() {
+    // GIVEN a NaN-loss automation (24 h cooldown) and a loss threshold one
+    let server = Server::start(ServerOptions::default());
+    let api = server.api();
+    api.create_team("acme").await;
+    let automation = |name: &str, event: Value| {
+        json!({"name": name, "scope": {"type": "project", "name": "train"}, "event": event,
+               "action": {"type": "no_op"}})
+    };
+    let nan = api
+        .automation(
+            "acme",
+            automation(
+                "nan-loss",
+                json!({"type": "RUN_METRIC_NAN", "metric": "loss"}),
+            ),
+        )
+        .await;
+    let high = api
+        .automation(
+            "acme",
+            automation(
+                "high-loss",
+                json!({"type": "RUN_METRIC_THRESHOLD", "metric": "loss", "op": "$gt", "threshold": 5}),
+            ),
+        )
+        .await;
+
+    // WHEN a run logs NaN twice, one step after the other
+    for step in [1, 2] {
+        api.events(
+            "acme",
+            json!({"id": format!("p{step}"), "event_type": "RUN_METRICS", "project": "train",
+                   "run": {"id": "r1"}, "step": step, "metrics": {"loss": "NaN"}}),
+        )
+        .await;
+        wait_for(&api, "/v1/teams/acme/events", |a| {
+            a["events"].as_array().is_some_and(|e| e.len() == step)
+        })
+        .await;
+    }
+
+    // THEN the first fired the NaN automation, the second was held back by its cooldown, and
+    // the threshold's rule fired on neither
+    let listed = api.expect(200, "GET", "/v1/teams/acme/events", None).await;
+    let verdicts = |id: &str| -> (Vec<String>, Vec<(String, String)>) {
+        let record = listed["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not listed: {listed}"));
+        let fired = record["evaluation"]["fired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["automation_id"].as_str().unwrap().to_string())
+            .collect();
+        let not_fired = record["evaluation"]["not_fired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                let id = n["automation_id"].as_str().unwrap().to_string();
+                (id, n["reason"].as_str().unwrap().to_string())
+            })
+            .collect();
+        (fired, not_fired)
+    };
+    assert_eq!(
+        verdicts("p1"),
+        (vec![nan.clone()], vec![(high.clone(), "metric".into())])
+    );
+    let (fired, mut not_fired) = verdicts("p2");
+    not_fired.sort();
+    let mut expected = vec![(nan, "cooldown".to_string()), (high, "metric".into())];
+    expected.sort();
+    assert_eq!((fired, not_fired), (vec![], expected), "{listed}");
 }

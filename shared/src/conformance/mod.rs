@@ -32,7 +32,7 @@ pub use metrics::metrics_suite;
 pub use queue::{QueueUnderTest, queue_suite};
 pub use secrets::secrets_suite;
 pub use sources::sources_suite;
-pub use store::{Tamper, store_suite, unreadable_json};
+pub use store::{BASE_MS, Tamper, execution, store_suite, unreadable_json};
 
 /// A clock that moves only when told to.
 pub struct ManualClock {

@@ -296,7 +296,7 @@ fn at(ms: i64) -> String {
     format_millis(ms)
 }
 
-pub(super) const BASE_MS: i64 = 1_700_000_000_000;
+pub const BASE_MS: i64 = 1_700_000_000_000;
 
 fn assert_conflict<T: fmt::Debug>(what: &str, result: StoreResult<T>) {
     match result {
@@ -913,12 +913,7 @@ fn integration(team: &str, id: &str, name: &str) -> Integration {
 }
 
 /// A pending execution of `automation_id` on `event_id`, received at `received_ms`.
-pub(super) fn execution(
-    team: &str,
-    automation_id: &str,
-    event_id: &str,
-    received_ms: i64,
-) -> Execution {
+pub fn execution(team: &str, automation_id: &str, event_id: &str, received_ms: i64) -> Execution {
     Execution {
         id: execution_id(team, event_id, automation_id),
         team: team.to_string(),

@@ -129,16 +129,32 @@ pub struct Page {
 impl Page {
     /// The page asked for: `limit` 1 to 200 (default 50) and an optional cursor.
     pub fn read(page: Result<Query<Page>, QueryRejection>) -> ApiResult<(usize, Option<String>)> {
+        Self::read_within(page, 50, 200)
+    }
+
+    /// The page asked for, with `limit` 1 to `max` (default `default`).
+    pub fn read_within(
+        page: Result<Query<Page>, QueryRejection>,
+        default: usize,
+        max: usize,
+    ) -> ApiResult<(usize, Option<String>)> {
         let Query(page) = page.map_err(|e| ApiError::from(Invalid::new("query", e.body_text())))?;
-        Ok((page_limit(page.limit)?, page.before))
+        Ok((limit_within(page.limit, default, max)?, page.before))
     }
 }
 
 /// A listing's `limit`: 1 to 200, 50 when not given.
 pub fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
-    let limit = limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(Invalid::new("limit", "must be a whole number from 1 to 200").into());
+    limit_within(limit, 50, 200)
+}
+
+/// A `limit` from 1 to `max`, `default` when not given.
+pub fn limit_within(limit: Option<usize>, default: usize, max: usize) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(
+            Invalid::new("limit", format!("must be a whole number from 1 to {max}")).into(),
+        );
     }
     Ok(limit)
 }

@@ -260,11 +260,17 @@ fn migrate(conn: &Connection) -> Result<(), DbError> {
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     if !columns.iter().any(|c| c == "status") {
-        conn.execute_batch(
-            "ALTER TABLE executions ADD COLUMN status TEXT;
-             UPDATE executions SET status = json_extract(body, '$.status');",
-        )?;
+        conn.execute_batch("ALTER TABLE executions ADD COLUMN status TEXT")?;
     }
+    // Rows without one get it from their body, in one transaction; a body that is not JSON
+    // keeps none (it is listed as unreadable wherever it is read). Run at every open: rows
+    // an earlier version wrote after a downgrade get theirs too.
+    conn.execute_batch(
+        "BEGIN;
+         UPDATE executions SET status = json_extract(body, '$.status')
+         WHERE status IS NULL AND json_valid(body);
+         COMMIT;",
+    )?;
     Ok(())
 }
 

@@ -474,3 +474,60 @@ async fn database_files_are_private_and_an_older_schema_is_brought_up_to_date() 
         & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[tokio::test]
+async fn a_database_of_an_earlier_version_gets_its_executions_statuses() {
+    use crate::domain::execution::ExecutionStatus;
+    use crate::ports::AutomationStore;
+    // GIVEN a database whose executions table has no status column, holding a failed
+    // execution and a row whose body is not JSON
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("automations.db");
+    let mut failed = conformance::execution("old", "auto-1", "ev-1", conformance::BASE_MS);
+    failed.status = ExecutionStatus::Failed;
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE executions (team TEXT NOT NULL, id TEXT NOT NULL,
+             automation_id TEXT NOT NULL, triggered_ms INTEGER NOT NULL,
+             version INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (team, id))",
+        )
+        .unwrap();
+        let insert = "INSERT INTO executions VALUES (?1, ?2, ?3, ?4, 0, ?5)";
+        let body = serde_json::to_string(&failed).unwrap();
+        let row = ("old", &failed.id, "auto-1", failed.triggered_at_ms, body);
+        conn.execute(insert, rusqlite::params![row.0, row.1, row.2, row.3, row.4])
+            .unwrap();
+        let broken = (
+            "old",
+            "broken",
+            "auto-1",
+            failed.triggered_at_ms + 1,
+            "not json",
+        );
+        conn.execute(
+            insert,
+            rusqlite::params![broken.0, broken.1, broken.2, broken.3, broken.4],
+        )
+        .unwrap();
+    }
+
+    // WHEN this version opens it
+    let db = Database::open(&path).expect("an earlier database opens");
+    let store = SqliteStore::new(db, system_clock());
+
+    // THEN the failed execution is listed under its status, and the broken row as unreadable
+    let listed = store
+        .list_team_executions("old", Some(ExecutionStatus::Failed), 10, None)
+        .await
+        .unwrap();
+    let ids: Vec<String> = listed.items().map(|e| e.id.clone()).collect();
+    assert_eq!(ids, [failed.id.clone()]);
+    let all = store
+        .list_team_executions("old", None, 10, None)
+        .await
+        .unwrap();
+    let unreadable: Vec<&str> = all.unreadable().map(|u| u.id.as_str()).collect();
+    assert_eq!(unreadable, ["broken"]);
+    assert_eq!(all.items().count(), 1);
+}

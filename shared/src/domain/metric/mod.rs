@@ -672,6 +672,18 @@ impl MetricState {
         watchers: &[Watcher<'_>],
         points: &[NewPoint<'_>],
     ) -> Option<Vec<Fire>> {
+        self.advance_noting(capacity, watchers, points, &mut Vec::new())
+    }
+
+    /// [`Self::advance`], also noting in `held` each (point, watcher) that the run's
+    /// cooldown kept from being checked.
+    pub fn advance_noting(
+        &mut self,
+        capacity: usize,
+        watchers: &[Watcher<'_>],
+        points: &[NewPoint<'_>],
+        held: &mut Vec<(usize, usize)>,
+    ) -> Option<Vec<Fire>> {
         let mut series: Option<Series<'_>> = None;
         let mut fires = Vec::new();
         for (index, point) in points.iter().enumerate() {
@@ -699,6 +711,7 @@ impl MetricState {
                     continue;
                 };
                 if self.cooling(watcher.automation, point.at_ms) {
+                    held.push((index, w));
                     continue;
                 }
                 if let Some(value) = series.fires(w, newer) {

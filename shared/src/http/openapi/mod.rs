@@ -161,6 +161,11 @@ fn query(q: Query) -> Value {
             json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}),
             "How many, at most.",
         ),
+        Query::EventsLimit => (
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": 50, "default": 25}),
+            "How many, at most.",
+        ),
         Query::Before => (
             "before",
             json!({"type": "string"}),

@@ -16,6 +16,8 @@ pub struct Doc {
 #[derive(Clone, Copy)]
 pub enum Query {
     Limit,
+    /// The recent events' `limit`: 1 to 50.
+    EventsLimit,
     Before,
     JobStatus,
     ExecutionStatus,
@@ -110,7 +112,8 @@ fn team_route(method: &str, rest: &str) -> Option<Doc> {
         ("GET", "/events") => paged(
             "The team's recent events (kept as long as their ids are remembered, 7 days), newest first, each with what evaluation made of it: the executions it created and why each other automation of its scope and type did not fire.",
             &[(200, Some("EventPage"))],
-        ),
+        )
+        .with_query(&[Query::EventsLimit, Query::Before]),
         ("GET", "/executions") => paged("The team's executions across its automations, newest first.", &[(200, Some("ExecutionPage"))])
             .with_query(&[Query::ExecutionStatus, Query::Limit, Query::Before]),
         ("POST", "/apply") => doc(

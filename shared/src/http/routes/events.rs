@@ -30,7 +30,9 @@ pub async fn list(
     page: Result<Query<Page>, QueryRejection>,
 ) -> ApiResult {
     team(&s, &t).await?;
-    let (limit, before) = Page::read(page)?;
+    // A record holds its whole event (up to 64 KiB): 50 of them stay far below what an
+    // answer through API Gateway and Lambda may hold (6 MB).
+    let (limit, before) = Page::read_within(page, 25, 50)?;
     let listing = s
         .engine
         .store

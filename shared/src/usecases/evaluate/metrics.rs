@@ -41,7 +41,7 @@ pub struct GroupOutcome {
     pub events: Vec<usize>,
     pub result: StoreResult<Vec<Fired>>,
     /// The (event index, automation id) pairs whose rule the run's cooldown held back:
-    /// the automation's filter matched the event, and it had fired on the run before.
+    /// the automation's filter matched the event, and its rule was not checked.
     pub cooling: Vec<(usize, String)>,
 }
 
@@ -82,10 +82,7 @@ pub async fn evaluate(
         .map(|group| async move {
             let indexes = group.points.iter().map(|p| p.event).collect();
             let (result, cooling) = match run_group(engine, events, &group).await {
-                Ok((fired, state)) => {
-                    let cooling = cooled(&group, &fired, &state);
-                    (Ok(fired), cooling)
-                }
+                Ok((fired, cooling)) => (Ok(fired), cooling),
                 Err(e) => (Err(e), Vec::new()),
             };
             GroupOutcome {
@@ -182,39 +179,15 @@ fn group(events: &[Event], watched: Vec<(usize, Vec<Arc<Compiled>>)>) -> Vec<Gro
     groups
 }
 
-/// The points whose watchers did not fire because a firing at or before the point set the
-/// run's cooldown.
-fn cooled(group: &Group, fired: &[Fired], state: &MetricState) -> Vec<(usize, String)> {
-    let fired: HashSet<(usize, &str)> = fired
-        .iter()
-        .map(|f| (f.event, f.automation.automation.id.as_str()))
-        .collect();
-    let mut cooling = Vec::new();
-    for point in &group.points {
-        for &w in &point.watchers {
-            let (compiled, trigger) = &group.watchers[w];
-            let id = compiled.automation.id.as_str();
-            let Some(until) = state.cooldowns.get(id) else {
-                continue;
-            };
-            let since =
-                until.saturating_sub((trigger.cooldown_seconds as i64).saturating_mul(1000));
-            if !fired.contains(&(point.event, id)) && since <= point.at_ms && point.at_ms < *until {
-                cooling.push((point.event, id.to_string()));
-            }
-        }
-    }
-    cooling
-}
-
 /// Reads the group's state, adds its points and writes it back, again from the read when
 /// another evaluator wrote first. Answers the firings, those an earlier delivery of the
-/// same events recorded included, and the state as written.
+/// same events recorded included, and the (event index, automation id) pairs the run's
+/// cooldown held back in the round that was written.
 async fn run_group(
     engine: &Engine,
     events: &[Event],
     group: &Group,
-) -> StoreResult<(Vec<Fired>, MetricState)> {
+) -> StoreResult<(Vec<Fired>, Vec<(usize, String)>)> {
     for round in 0..MAX_ROUNDS {
         if round > 0 {
             // Evaluators that collided try again at different times.
@@ -228,8 +201,9 @@ async fn run_group(
         let (mut state, version) =
             stored.map_or((MetricState::default(), 0), |s| (s.value, s.version));
         let mut fired = recorded_firings(events, group, &state);
-        if !add_points(events, group, &mut state, &mut fired) {
-            return Ok((fired, state));
+        let mut held = Vec::new();
+        if !add_points(events, group, &mut state, &mut fired, &mut held) {
+            return Ok((fired, held));
         }
         let now = engine.clock.now();
         let kept_until = state
@@ -252,7 +226,7 @@ async fn run_group(
             )
             .await
         {
-            Ok(_) => return Ok((fired, state)),
+            Ok(_) => return Ok((fired, held)),
             Err(StoreError::Stale) => continue,
             Err(e) => return Err(e),
         }
@@ -296,12 +270,14 @@ fn recorded_firings(events: &[Event], group: &Group, state: &MetricState) -> Vec
 }
 
 /// Adds the group's points to the state (see [`MetricState::advance`]) and appends the
-/// firings; answers whether the state changed.
+/// firings, and the (event index, automation id) pairs the run's cooldown held back;
+/// answers whether the state changed.
 fn add_points(
     events: &[Event],
     group: &Group,
     state: &mut MetricState,
     fired: &mut Vec<Fired>,
+    held: &mut Vec<(usize, String)>,
 ) -> bool {
     let watchers: Vec<Watcher<'_>> = group
         .watchers
@@ -322,9 +298,14 @@ fn add_points(
             watchers: &p.watchers,
         })
         .collect();
-    let Some(fires) = state.advance(group.capacity, &watchers, &points) else {
+    let mut cooling = Vec::new();
+    let Some(fires) = state.advance_noting(group.capacity, &watchers, &points, &mut cooling) else {
         return false;
     };
+    held.extend(cooling.into_iter().map(|(point, watcher)| {
+        let automation = &group.watchers[watcher].0.automation.id;
+        (group.points[point].event, automation.clone())
+    }));
     fired.extend(fires.into_iter().map(|f| Fired {
         event: group.points[f.point].event,
         automation: Arc::clone(&group.watchers[f.watcher].0),

@@ -270,15 +270,30 @@ impl Evaluator {
     ) {
         let now = self.engine.clock.now();
         let at_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let records: Vec<EventRecord> = events
+        // One record per event: a batch may hold two copies of an event (sent twice before
+        // its first copy was remembered); the copy that fired the most is kept.
+        let mut kept: HashMap<(&str, &str), EventRecord> = HashMap::new();
+        let mut order = Vec::new();
+        for ((event, verdict), _) in events
             .iter()
             .zip(verdicts)
             .zip(outcomes)
             .filter(|(_, outcome)| outcome.is_ok())
-            .map(|((event, verdict), _)| {
-                EventRecord::new(event.clone(), at_ms, verdict.fired, verdict.not_fired)
-            })
-            .collect();
+        {
+            let record = EventRecord::new(event.clone(), at_ms, verdict.fired, verdict.not_fired);
+            let key = (event.team.as_str(), event.id.as_str());
+            match kept.get(&key) {
+                Some(seen) if seen.fired.len() >= record.fired.len() => {}
+                Some(_) => {
+                    kept.insert(key, record);
+                }
+                None => {
+                    order.push(key);
+                    kept.insert(key, record);
+                }
+            }
+        }
+        let records: Vec<EventRecord> = order.iter().filter_map(|k| kept.remove(k)).collect();
         for r in records.iter().filter(|r| r.fired.is_empty()) {
             let why: Vec<String> = r
                 .not_fired
@@ -434,7 +449,7 @@ fn metric_mismatch(compiled: &Compiled, cooling: bool) -> Mismatch {
         return Mismatch::new(
             "cooldown",
             Some(format!("metrics.{metric}")),
-            "the automation fired on this run before, and its cooldown has not passed",
+            "held back by its cooldown: the automation fired on this run within its cooldown_seconds, so its rule was not checked",
         );
     }
     Mismatch::new(

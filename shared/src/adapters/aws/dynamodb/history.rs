@@ -31,6 +31,26 @@ use crate::ports::{Listing, StoreResult};
 
 pub const BY_STATUS: &str = "by_status";
 
+/// How many times a batch call is made for what DynamoDB left unprocessed.
+const MAX_ROUNDS: u32 = 8;
+
+/// Before `round` (0 for the first call) of a batch call: a wait growing from 25 ms with
+/// jitter, or an error once [`MAX_ROUNDS`] calls left items unprocessed.
+async fn back_off(call: &str, round: u32) -> StoreResult<()> {
+    if round == 0 {
+        return Ok(());
+    }
+    if round >= MAX_ROUNDS {
+        return Err(crate::ports::StoreError::Backend(format!(
+            "DynamoDB {call}: items still unprocessed (throttled) after {MAX_ROUNDS} calls"
+        )));
+    }
+    let ms = 25u64 << (round - 1).min(5);
+    let jitter = rand::Rng::random_range(&mut rand::rng(), 0..=ms);
+    tokio::time::sleep(std::time::Duration::from_millis(ms / 2 + jitter)).await;
+    Ok(())
+}
+
 /// The `by_time` partition of a team's executions.
 pub fn executions_partition(team: &str) -> String {
     format!("{team}#EXECUTIONS")
@@ -82,6 +102,15 @@ impl DynamoStore {
         &self,
         q: NewestFirst<'_>,
     ) -> StoreResult<Listing<T>> {
+        self.newest_first_keeping(q, |_: &T| true).await
+    }
+
+    /// [`Self::newest_first`] of the readable items `keep` keeps (and the unreadable ones).
+    pub(super) async fn newest_first_keeping<T: DeserializeOwned>(
+        &self,
+        q: NewestFirst<'_>,
+        keep: impl Fn(&T) -> bool,
+    ) -> StoreResult<Listing<T>> {
         let mut query = self
             .client
             .query()
@@ -132,8 +161,12 @@ impl DynamoStore {
                 // TTL deletes late: an expired item is gone.
                 let expired = q.live_only
                     && matches!(item.get(EXPIRES_AT), Some(AttributeValue::N(t)) if t.parse::<i64>().is_ok_and(|t| t <= now));
-                if !expired && out.entries.len() < q.limit {
-                    out.entries.push(decode(q.kind, item));
+                if expired || out.entries.len() >= q.limit {
+                    continue;
+                }
+                let entry = decode(q.kind, item);
+                if entry.as_ref().map_or(true, &keep) {
+                    out.entries.push(entry);
                 }
             }
             start = page.last_evaluated_key().cloned();
@@ -168,7 +201,11 @@ impl DynamoStore {
                     ])
                 })
                 .collect();
-            while !ask.is_empty() {
+            for round in 0.. {
+                if ask.is_empty() {
+                    break;
+                }
+                back_off("BatchGetItem", round).await?;
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut ask)))
                     .build()
@@ -236,7 +273,7 @@ impl DynamoStore {
                 STATUS_SORT,
             ),
         };
-        self.newest_first(NewestFirst {
+        let query = NewestFirst {
             kind: "execution",
             team,
             index,
@@ -246,6 +283,11 @@ impl DynamoStore {
             limit,
             live_only: false,
             keys_only: true,
+        };
+        // The index lags the table: an execution whose status just changed may still be
+        // filed under its old one. Its body, read from the table, is what it is now.
+        self.newest_first_keeping(query, |e: &Execution| {
+            status.is_none_or(|wanted| e.status == wanted)
         })
         .await
     }
@@ -301,13 +343,18 @@ impl DynamoStore {
         .await
     }
 
-    /// Writes `requests` in batches of 25, sending back what DynamoDB left unprocessed.
+    /// Writes `requests` in batches of 25, sending back what DynamoDB left unprocessed
+    /// (throttled) after a growing, jittered wait, up to [`MAX_ROUNDS`] times.
     pub(super) async fn batch_write(&self, requests: Vec<WriteRequest>) -> StoreResult<()> {
         let mut requests = requests;
         while !requests.is_empty() {
             let rest = requests.split_off(requests.len().min(25));
             let mut batch = std::mem::replace(&mut requests, rest);
-            while !batch.is_empty() {
+            for round in 0.. {
+                if batch.is_empty() {
+                    break;
+                }
+                back_off("BatchWriteItem", round).await?;
                 let out = self
                     .client
                     .batch_write_item()
