@@ -153,7 +153,7 @@ impl DynamoStore {
                 .map_err(|e| backend("Query", e))?;
             // A page holds at most `limit` entries (the query's limit), all read.
             let items = if q.keys_only {
-                self.read_items(page.items().to_vec()).await?
+                self.read_items(page.items().to_vec(), false).await?
             } else {
                 page.items().to_vec()
             };
@@ -176,10 +176,14 @@ impl DynamoStore {
         }
     }
 
-    /// The table's items that the index entries `keys` name, in their order (one deleted
-    /// since is left out): `BatchGetItem`s of up to 100 keys, asking again for what comes
-    /// back unprocessed.
-    async fn read_items(&self, keys: Vec<Item>) -> StoreResult<Vec<Item>> {
+    /// The table's items that `keys` (items holding at least the table's keys) name, in
+    /// their order, read `consistent`ly or not (one that does not exist is left out):
+    /// `BatchGetItem`s of up to 100 keys, asking again for what comes back unprocessed.
+    pub(super) async fn read_items(
+        &self,
+        keys: Vec<Item>,
+        consistent: bool,
+    ) -> StoreResult<Vec<Item>> {
         use aws_sdk_dynamodb::types::KeysAndAttributes;
         let key_of = |item: &Item| -> Option<(String, String)> {
             match (item.get(PARTITION_KEY), item.get(SORT_KEY)) {
@@ -208,6 +212,7 @@ impl DynamoStore {
                 back_off("BatchGetItem", round).await?;
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut ask)))
+                    .consistent_read(consistent)
                     .build()
                     .map_err(|e| backend("BatchGetItem", e))?;
                 let out = self

@@ -38,8 +38,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -746,49 +746,22 @@ impl AutomationStore for DynamoStore {
 
     async fn seen_events(&self, team: &str, ids: &[String]) -> StoreResult<HashSet<String>> {
         let now = self.clock.now().unix_timestamp();
+        let unique: HashSet<&String> = ids.iter().collect();
+        let keys: Vec<Item> = unique
+            .into_iter()
+            .map(|id| {
+                HashMap::from([
+                    (PARTITION_KEY.to_string(), team_pk(team)),
+                    (SORT_KEY.to_string(), s(format!("EVENT#{id}"))),
+                ])
+            })
+            .collect();
         let mut seen = HashSet::new();
-        let unique: Vec<&String> = ids.iter().collect::<HashSet<_>>().into_iter().collect();
-        for chunk in unique.chunks(100) {
-            let mut keys: Vec<Item> = chunk
-                .iter()
-                .map(|id| {
-                    HashMap::from([
-                        (PARTITION_KEY.to_string(), team_pk(team)),
-                        (SORT_KEY.to_string(), s(format!("EVENT#{id}"))),
-                    ])
-                })
-                .collect();
-            // Unprocessed keys come back under load; ask again for those.
-            while !keys.is_empty() {
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| backend("BatchGetItem", e))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| backend("BatchGetItem", e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    // TTL deletes late: an expired item is not a sighting.
-                    let live = matches!(item.get(EXPIRES_AT), Some(AttributeValue::N(t)) if t.parse::<i64>().is_ok_and(|t| t > now));
-                    if let (true, Some(AttributeValue::S(sk))) = (live, item.get(SORT_KEY)) {
-                        seen.insert(sk.trim_start_matches("EVENT#").to_string());
-                    }
-                }
-                keys = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|k| k.keys().to_vec())
-                    .unwrap_or_default();
+        for item in self.read_items(keys, true).await? {
+            // TTL deletes late: an expired item is not a sighting.
+            let live = matches!(item.get(EXPIRES_AT), Some(AttributeValue::N(t)) if t.parse::<i64>().is_ok_and(|t| t > now));
+            if let (true, Some(AttributeValue::S(sk))) = (live, item.get(SORT_KEY)) {
+                seen.insert(sk.trim_start_matches("EVENT#").to_string());
             }
         }
         Ok(seen)
